@@ -1,0 +1,13 @@
+"""Subcommands of `compress`. Each module defines `register(app)`; add new ones to MODULES."""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+MODULES = ["import_cmd"]
+
+
+def register_all(app: typer.Typer) -> None:
+    for m in MODULES:
+        importlib.import_module(f"{__name__}.{m}").register(app)

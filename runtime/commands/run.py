@@ -1,0 +1,95 @@
+"""`runtime run`: generate from prompts with a float model or a quantized artifact."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from ..atomic import atomic_write_text
+from ..device import parse_dtype, resolve_device
+from ..engine import Engine
+from ..errors import UserError
+from ..sampling import SamplingParams
+from . import user_errors
+
+
+def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Optional[str], quant: Optional[Path],
+                 dtype: str, device: str, max_seq_len: int):
+    """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact."""
+    from ..loaders import open_source
+    from ..loading import build_model, imported_dir, tokenizer_for
+    from ..presets import resolve_model
+
+    dt, dev = parse_dtype(dtype), resolve_device(device)
+    if quant is not None:
+        from ..quant_loading import load_artifact_model  # provided by the W8A8 runtime
+
+        model_obj, tok, desc = load_artifact_model(Path(quant), dt, dev)
+    else:
+        ref = resolve_model(model, weights, tokenizer)
+        src = open_source(imported_dir(ref))
+        tok = tokenizer_for(ref, src)
+        model_obj = build_model(src, dt, dev)
+        desc = f"{ref.name} ({src.path}) {dtype}"
+    if tok.vocab_size > model_obj.config.vocab_size:
+        raise UserError(f"the tokenizer has {tok.vocab_size} ids but the model only {model_obj.config.vocab_size}: "
+                        "they do not belong together; pass the model's own --tokenizer")
+    return Engine(model_obj, max_seq_len=max_seq_len), tok, desc
+
+
+def encode_batch(tok, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded INT64 input_ids and a 0/1 attention_mask."""
+    enc = [tok.encode(p) for p in prompts]
+    if any(len(e) == 0 for e in enc):
+        raise UserError("a prompt encodes to no tokens (empty prompt and no BOS): give some text")
+    S = max(len(e) for e in enc)
+    ids = torch.zeros(len(enc), S, dtype=torch.int64)
+    mask = torch.zeros(len(enc), S, dtype=torch.int64)
+    for i, e in enumerate(enc):
+        ids[i, S - len(e):] = torch.tensor(e)
+        mask[i, S - len(e):] = 1
+    return ids, mask
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    @user_errors
+    def run(
+        model: Optional[str] = typer.Option(None, help="preset (7b, 13b, smollm2-135m, stories260k) or a path; default smollm2-135m"),
+        weights: Optional[str] = typer.Option(None, help="override a preset's weights path"),
+        tokenizer: Optional[str] = typer.Option(None, help="tokenizer.model / HF dir / .gguf, if the model has none"),
+        quant: Optional[Path] = typer.Option(None, help="run a compressed artifact directory (from compress quantize/sparse/pack)"),
+        prompt: list[str] = typer.Option(["Once upon a time"], help="repeat for a batch"),
+        max_new_tokens: int = typer.Option(32, help="tokens to generate per prompt"),
+        max_seq_len: int = typer.Option(2048, help="KV-cache length: prompt + new tokens must fit"),
+        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16"),
+        device: str = typer.Option("cpu", help="cpu, cuda or npu"),
+        temperature: float = typer.Option(0.0, help="0 = greedy"),
+        top_k: int = typer.Option(0),
+        top_p: float = typer.Option(1.0),
+        seed: int = typer.Option(0),
+        threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="write output_ids, texts and latencies here"),
+    ) -> None:
+        """Generate completions and print first-token and per-token latency."""
+        if threads:
+            torch.set_num_threads(threads)
+        engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len)
+        ids, mask = encode_batch(tok, prompt)
+        sp = SamplingParams(temperature, top_k, top_p, seed)
+        engine.generate(ids[:, :1], None, 1, sp)  # warm-up: first-call allocations out of the timing
+        g = engine.generate(ids, mask, max_new_tokens, sp)
+        texts = [tok.decode(g.output_ids[i, : g.lengths[i]].tolist()) for i in range(len(prompt))]
+        typer.echo(f"model: {desc}")
+        for p, t in zip(prompt, texts):
+            typer.echo(f"--- {p!r}\n{p}{t}")
+        typer.echo(f"first token: {g.first_token_ms:.1f} ms   next token: {g.next_token_ms:.2f} ms "
+                   f"({1e3 / g.next_token_ms if g.next_token_ms == g.next_token_ms else float('nan'):.1f} tokens/s per sequence)")
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps({"output_ids": g.output_ids.tolist(), "texts": texts,
+                                                    "first_token_ms": g.first_token_ms,
+                                                    "next_token_ms": g.next_token_ms}, indent=1))

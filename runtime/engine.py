@@ -1,0 +1,179 @@
+"""The engine: batching with left padding, the KV cache, prefill and decode steps, and timing.
+
+`run`, the performance matrix and the MMLU mode are all thin clients of Engine.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import UserError
+from .model import KVCache, Llama
+from .rope import rope_tables
+from .sampling import SamplingParams, next_tokens
+
+
+@dataclass
+class Generation:
+    output_ids: torch.Tensor  # [B, OUT] int64: generated ids only, pad_id after a row's EOS
+    lengths: list[int]  # generated tokens per row, its EOS included
+    first_token_ms: float
+    next_token_ms: float  # mean over decode steps (nan when only one token was made)
+    step_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Prompts left-aligned to the right edge: pad on the left, real tokens end together."""
+
+    ids: torch.Tensor  # [B, S]
+    valid: torch.Tensor  # [B, S] bool
+    positions: torch.Tensor  # [B, S] int64
+    padded: bool
+
+
+class Engine:
+    def __init__(self, model: Llama, max_seq_len: int = 2048, pad_id: int | None = None,
+                 eos_ids: list[int] | None = None):
+        self.model = model
+        self.cfg = model.config
+        self.max_seq_len = max_seq_len
+        self.eos_ids = list(self.cfg.eos_ids if eos_ids is None else eos_ids)
+        self.pad_id = pad_id if pad_id is not None else (self.cfg.pad_token_id if self.cfg.pad_token_id is not None
+                                                         else (self.eos_ids[0] if self.eos_ids else 0))
+        self.device = model.device
+        self.cos, self.sin = rope_tables(self.cfg, max_seq_len, model.dtype, model.device)
+        self._cache: KVCache | None = None
+        self._cache_shape: tuple[int, int] | None = None
+
+    # ---- input handling -------------------------------------------------------------------------
+    def _check_ids(self, input_ids: torch.Tensor) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise UserError("input_ids must be an INT64 tensor of shape [BATCH, SEQ_LEN]")
+        if input_ids.dtype != torch.int64:
+            raise UserError(f"input_ids must be INT64, got {input_ids.dtype}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.cfg.vocab_size):
+            bad = int(input_ids.max()) if int(input_ids.max()) >= self.cfg.vocab_size else int(input_ids.min())
+            raise UserError(f"token id {bad} is out of range: the model's vocabulary has {self.cfg.vocab_size} "
+                            f"ids (0..{self.cfg.vocab_size - 1}); was the prompt tokenized for another model?")
+
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Batch:
+        """Normalize a batch: accepts a [B,S] 0/1 mask (any padding side) or the guide's [B,1,S,S] float mask."""
+        self._check_ids(input_ids)
+        B, S = input_ids.shape
+        if attention_mask is None:
+            valid = torch.ones(B, S, dtype=torch.bool)
+        elif attention_mask.dim() == 2:
+            if tuple(attention_mask.shape) != (B, S):
+                raise UserError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)}")
+            valid = attention_mask.bool().cpu()
+        elif attention_mask.dim() == 4:
+            if tuple(attention_mask.shape) != (B, 1, S, S):
+                raise UserError(f"a 4-D attention_mask must be [B,1,S,S] = {(B, 1, S, S)}, got {tuple(attention_mask.shape)}")
+            # additive mask: the last query row sees exactly the real tokens
+            valid = (attention_mask[:, 0, -1, :] > -1e4).cpu()
+        else:
+            raise UserError("attention_mask must be [BATCH, SEQ_LEN] of 0/1 or [BATCH, 1, SEQ_LEN, SEQ_LEN] additive")
+        lens = valid.sum(1)
+        if int(lens.min()) == 0:
+            raise UserError("a row of the batch has no tokens (its attention_mask is all zeros)")
+        ids = input_ids.cpu()
+        if not bool(valid.all()):
+            S2 = int(lens.max())
+            packed = torch.full((B, S2), self.pad_id, dtype=torch.int64)
+            v2 = torch.zeros(B, S2, dtype=torch.bool)
+            for b in range(B):
+                row = ids[b][valid[b]]
+                packed[b, S2 - len(row):] = row
+                v2[b, S2 - len(row):] = True
+            ids, valid = packed, v2
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        return Batch(ids.to(self.device), valid.to(self.device), pos.to(self.device), not bool(valid.all()))
+
+    def _rope(self, positions: torch.Tensor):
+        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+
+    def _get_cache(self, batch: int, length: int) -> KVCache:
+        if self._cache is None or self._cache_shape[0] != batch or self._cache_shape[1] < length:
+            self._cache = None  # free the old one before allocating
+            self._cache = self.model.new_cache(batch, length)
+            self._cache_shape = (batch, length)
+        return self._cache
+
+    def release_cache(self) -> None:
+        self._cache, self._cache_shape = None, None
+
+    @staticmethod
+    def _prefill_mask(valid: torch.Tensor) -> torch.Tensor:
+        B, S = valid.shape
+        causal = torch.ones(S, S, dtype=torch.bool, device=valid.device).tril()
+        eye = torch.eye(S, dtype=torch.bool, device=valid.device)  # pad rows see themselves: no NaN rows
+        return (causal & valid[:, None, :]) | eye
+
+    # ---- scoring --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               last_only: bool = False) -> torch.Tensor:
+        """Float32 logits for every position (or the last) of a batch, no cache; rows are returned
+        in the caller's padding layout only when no padding was given (else right-aligned)."""
+        b = self.prepare(input_ids, attention_mask)
+        if b.ids.shape[1] > self.max_seq_len:
+            raise UserError(f"sequence of {b.ids.shape[1]} tokens exceeds max_seq_len {self.max_seq_len}")
+        cos, sin = self._rope(b.positions)
+        mask = self._prefill_mask(b.valid).unsqueeze(1) if b.padded else None
+        return self.model(b.ids, cos, sin, None, 0, mask, last_only=last_only)
+
+    # ---- generation -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 max_new_tokens: int = 32, sampling: SamplingParams | None = None,
+                 ignore_eos: bool = False) -> Generation:
+        sampling = sampling or SamplingParams()
+        if max_new_tokens < 1:
+            raise UserError("max_new_tokens must be at least 1")
+        b = self.prepare(input_ids, attention_mask)
+        B, S = b.ids.shape
+        total = S + max_new_tokens
+        if total > self.max_seq_len:
+            raise UserError(f"prompt of {S} tokens + {max_new_tokens} new tokens = {total} exceeds max_seq_len "
+                            f"{self.max_seq_len}: shorten the prompt, lower --max-new-tokens or raise --max-seq-len")
+        gen = torch.Generator(device="cpu").manual_seed(sampling.seed) if sampling.temperature > 0 else None
+        cache = self._get_cache(B, total)
+        eos = torch.tensor(self.eos_ids or [-1], device=self.device)
+        out = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.int64, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        lengths = [max_new_tokens] * B
+        valid = b.valid
+        step_ms: list[float] = []
+
+        t0 = time.perf_counter()
+        cos, sin = self._rope(b.positions)
+        mask = self._prefill_mask(valid).unsqueeze(1) if b.padded else None
+        logits = self.model(b.ids, cos, sin, cache, 0, mask, last_only=True)[:, -1]
+        pos = b.positions[:, -1]
+        tok = next_tokens(logits, sampling, gen).to(self.device)
+        first_ms = (time.perf_counter() - t0) * 1e3
+        for t in range(max_new_tokens):
+            if t > 0:
+                t1 = time.perf_counter()
+                pos = pos + 1
+                cos, sin = self._rope(pos[:, None])
+                valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
+                mask = valid[:, None, None, :] if b.padded else None
+                logits = self.model(tok[:, None], cos, sin, cache, S + t - 1, mask)[:, -1]
+                tok = next_tokens(logits, sampling, gen).to(self.device)
+                step_ms.append((time.perf_counter() - t1) * 1e3)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            out[:, t] = tok
+            if not ignore_eos:
+                hit = torch.isin(tok, eos) & ~done
+                for r in hit.nonzero().flatten().tolist():
+                    lengths[r] = t + 1
+                done |= hit
+                if bool(done.all()):
+                    out = out[:, : t + 1]
+                    break
+        nxt = sum(step_ms) / len(step_ms) if step_ms else float("nan")
+        return Generation(out.cpu(), lengths, first_ms, nxt, step_ms)

@@ -1,0 +1,88 @@
+"""The linear seam. The model asks a Binder for each weight matmul and never learns which kind it got.
+
+Float, int8 (W8A8), packed-sparse int8 and tensor-parallel linears all plug in here: a Binder turns a
+LinearSpec (which checkpoint tensors, what shape, how it may be split across ranks) into a module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """One matmul of the model. Several `parts` share an input and are fused into one matmul.
+
+    prefix: HF module prefix, e.g. "model.layers.3.self_attn"; weights are f"{prefix}.{part}.weight".
+    parallel: "column" (outputs split across ranks), "row" (inputs split; all-reduce after) or
+        "vocab" (the LM head: outputs split, gathered after).
+    head_dim: for column-parallel attention projections, outputs are split on head boundaries.
+    """
+
+    prefix: str
+    parts: tuple[str, ...]
+    in_features: int
+    out_features: tuple[int, ...]
+    parallel: str
+    layer: int | None = None
+    head_dim: int | None = None
+
+    def weight_name(self, part: str) -> str:
+        return f"{self.prefix}.{part}.weight" if self.prefix else f"{part}.weight"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Module names, one per part: the unit a float-fallback or sensitivity score refers to."""
+        return tuple(f"{self.prefix}.{p}" if self.prefix else p for p in self.parts)
+
+
+class Binder(Protocol):
+    """What the model is built from: linears for each spec, plain tensors for norms and embeddings."""
+
+    dtype: torch.dtype
+    device: torch.device
+
+    def linear(self, spec: LinearSpec) -> nn.Module: ...
+
+    def tensor(self, name: str) -> torch.Tensor: ...
+
+
+class FloatLinear(nn.Module):
+    """y = x W^T (+ b), with W the parts' weights stacked along the output dimension."""
+
+    def __init__(self, weight: torch.Tensor, out_splits: tuple[int, ...], bias: torch.Tensor | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.out_splits = tuple(out_splits)
+        self.in_features = weight.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def weight_bytes(self) -> int:
+        return self.weight.numel() * self.weight.element_size()
+
+
+class FloatBinder:
+    """Binds float weights from a TensorSource, cast to `dtype` on `device` one tensor at a time."""
+
+    def __init__(self, source, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        self.source = source
+        self.dtype = dtype
+        self.device = torch.device(device)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return self.source.get(name).to(device=self.device, dtype=self.dtype)
+
+    def float_weight(self, spec: LinearSpec) -> torch.Tensor:
+        ws = [self.source.get(spec.weight_name(p)) for p in spec.parts]
+        w = ws[0] if len(ws) == 1 else torch.cat(ws, 0)
+        return w.to(device=self.device, dtype=self.dtype).contiguous()
+
+    def linear(self, spec: LinearSpec) -> nn.Module:
+        return FloatLinear(self.float_weight(spec), spec.out_features)

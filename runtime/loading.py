@@ -1,0 +1,47 @@
+"""From a `--model` argument to a ready model: sources, the one-time import cache, tokenizers."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .linear import Binder, FloatBinder
+from .loaders import TensorSource, open_source
+from .model import Llama
+from .presets import ModelRef, cache_dir
+from .tokenizer import Tokenizer, load_tokenizer
+
+
+def is_hf_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "config.json").exists()
+
+
+def tokenizer_for(ref: ModelRef, source: TensorSource | None = None) -> Tokenizer:
+    if ref.tokenizer is not None:
+        return load_tokenizer(ref.tokenizer)
+    tp = source.tokenizer_path() if source is not None else (ref.path if ref.path.suffix == ".gguf" or is_hf_dir(ref.path) else None)
+    if tp is None:
+        raise UserError(f"{ref.path} carries no tokenizer: pass --tokenizer PATH (a tokenizer.model or HF directory)")
+    return load_tokenizer(tp)
+
+
+def imported_dir(ref: ModelRef, progress: bool = True) -> Path:
+    """An HF directory for `ref`: itself if it is one, else a one-time import kept in the cache."""
+    if is_hf_dir(ref.path):
+        return ref.path
+    st = ref.path.stat()
+    key = hashlib.sha256(f"{ref.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{ref.tokenizer}".encode()).hexdigest()[:16]
+    out = cache_dir() / "imports" / f"{ref.name}-{key}"
+    if not is_hf_dir(out):
+        from .hf_export import export_hf_dir
+
+        src = open_source(ref.path)
+        export_hf_dir(src, tokenizer_for(ref, src), out, overwrite=True, progress=progress)
+    return out
+
+
+def build_model(source: TensorSource, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                binder: Binder | None = None) -> Llama:
+    return Llama(source.config, binder or FloatBinder(source, dtype, device)).eval()

@@ -1,0 +1,93 @@
+"""Tokenizers: SentencePiece `tokenizer.model`, HF `tokenizer.json` directories, and GGUF-embedded vocabs.
+
+BOS follows the model's own tokenizer config (LLaMA-2 adds `<s>`, SmolLM2 adds nothing).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UserError
+
+
+class Tokenizer:
+    """A thin common face over sentencepiece and transformers' tokenizers."""
+
+    def __init__(self, encode_fn, decode_fn, vocab_size: int, bos_id: int | None, eos_id: int | None,
+                 hf=None, sp=None):
+        self._encode, self._decode = encode_fn, decode_fn
+        self.vocab_size, self.bos_id, self.eos_id = vocab_size, bos_id, eos_id
+        self.hf, self.sp = hf, sp
+
+    def encode(self, text: str, add_special: bool = True) -> list[int]:
+        return self._encode(text, add_special)
+
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        return self._decode(list(ids), skip_special)
+
+    def save(self, out_dir: Path) -> None:
+        """Write HF tokenizer files into an HF model directory."""
+        if self.hf is not None:
+            self.hf.save_pretrained(str(out_dir))
+        else:  # SentencePiece: keep the .model, and give transformers a tokenizer.json that adds BOS too
+            import shutil
+            import tempfile
+
+            from transformers import LlamaTokenizer
+
+            shutil.copyfile(self.sp_path, Path(out_dir) / "tokenizer.model")
+            with tempfile.TemporaryDirectory() as d:
+                shutil.copyfile(self.sp_path, Path(d) / "tokenizer.model")
+                tok = LlamaTokenizer.from_pretrained(d, add_bos_token=self.bos_id is not None)
+            tok.save_pretrained(str(out_dir))
+
+
+def _from_sentencepiece(path: Path) -> Tokenizer:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+
+    def enc(text: str, special: bool) -> list[int]:
+        ids = sp.encode(text)
+        return ([sp.bos_id()] + ids) if special and sp.bos_id() >= 0 else ids
+
+    def dec(ids: list[int], skip: bool) -> str:
+        return sp.decode(ids)
+
+    t = Tokenizer(enc, dec, sp.vocab_size(), sp.bos_id() if sp.bos_id() >= 0 else None,
+                  sp.eos_id() if sp.eos_id() >= 0 else None, sp=sp)
+    t.sp_path = str(path)
+    return t
+
+
+def _from_hf(tok) -> Tokenizer:
+    def enc(text: str, special: bool) -> list[int]:
+        return tok(text, add_special_tokens=special)["input_ids"]
+
+    def dec(ids: list[int], skip: bool) -> str:
+        return tok.decode(ids, skip_special_tokens=skip)
+
+    return Tokenizer(enc, dec, len(tok), tok.bos_token_id if getattr(tok, "add_bos_token", True) else tok.bos_token_id,
+                     tok.eos_token_id, hf=tok)
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """From a `tokenizer.model` file, an HF directory, or a `.gguf` file (its embedded vocab)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"tokenizer path {p} does not exist: pass a tokenizer.model, an HF directory or a .gguf file")
+    if p.is_file() and p.suffix == ".model":
+        return _from_sentencepiece(p)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    from transformers import AutoTokenizer
+
+    if p.is_file() and p.suffix == ".gguf":
+        return _from_hf(AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name))
+    if p.is_dir():
+        if (p / "tokenizer.json").exists() or (p / "tokenizer_config.json").exists():
+            return _from_hf(AutoTokenizer.from_pretrained(str(p)))
+        if (p / "tokenizer.model").exists():
+            return _from_sentencepiece(p / "tokenizer.model")
+    raise UserError(f"no tokenizer found at {p}: expected tokenizer.model, tokenizer.json or a .gguf file; "
+                    "pass one with --tokenizer")
