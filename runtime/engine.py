@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,24 @@ class Batch:
     valid: torch.Tensor  # [B, S] bool
     positions: torch.Tensor  # [B, S] int64
     padded: bool
+
+
+@dataclass
+class PrefixCache:
+    """Keys/values of a shared prompt prefix, replicated for `batch` rows (Engine.prefill_prefix)."""
+
+    cache: KVCache
+    length: int
+    batch: int
+
+    def rows(self, n: int) -> KVCache:
+        """A view of the first n rows (a last, smaller batch) that writes into the same storage."""
+        if n == self.batch:
+            return self.cache
+        view = copy.copy(self.cache)
+        view.k = [t[:n] for t in self.cache.k]
+        view.v = [t[:n] for t in self.cache.v]
+        return view
 
 
 class Engine:
@@ -124,6 +143,58 @@ class Engine:
         cos, sin = self._rope(b.positions)
         mask = self._prefill_mask(b.valid).unsqueeze(1) if b.padded else None
         return self.model(b.ids, cos, sin, None, 0, mask, last_only=last_only)
+
+    # ---- scoring after a shared prefix (MMLU's few-shot header is common to a subject's questions) --
+    @torch.inference_mode()
+    def prefill_prefix(self, prefix_ids: list[int], batch: int, room: int) -> "PrefixCache":
+        """Run a prefix shared by many prompts once; keep its keys/values for `batch` rows with `room`
+        free positions after it for each row's own tokens (see `logits_after_prefix`)."""
+        L = len(prefix_ids)
+        if L < 1 or batch < 1 or room < 1:
+            raise UserError("prefill_prefix needs a non-empty prefix, batch >= 1 and room >= 1")
+        if L + room > self.max_seq_len:
+            raise UserError(f"prefix of {L} tokens + {room} more exceeds max_seq_len {self.max_seq_len}: "
+                            "raise --max-seq-len")
+        ids = torch.tensor([prefix_ids], dtype=torch.int64)
+        self._check_ids(ids)
+        one = self.model.new_cache(1, L)
+        cos, sin = self._rope(torch.arange(L, device=self.device)[None])
+        self.model(ids.to(self.device), cos, sin, one, 0, None, last_only=True)
+        cache = self.model.new_cache(batch, L + room)
+        for dst, src in zip(cache.k + cache.v, one.k + one.v):
+            dst[:, :, :L] = src  # the same prefix for every row
+        return PrefixCache(cache, L, batch)
+
+    @torch.inference_mode()
+    def logits_after_prefix(self, prefix: "PrefixCache", suffixes: list[list[int]]) -> torch.Tensor:
+        """Float32 logits [n, V] of the last token of prefix + suffixes[i], computing only the suffixes.
+
+        Rows are left-padded among themselves: the pads sit between the prefix and a row's tokens, are
+        masked out and skipped by the positions, so every row sees exactly the prefix and its own tokens.
+        The prefix's keys/values are never overwritten, so one PrefixCache serves any number of calls.
+        """
+        n, L = len(suffixes), prefix.length
+        if not 1 <= n <= prefix.batch:
+            raise UserError(f"{n} suffixes for a prefix cache of {prefix.batch} rows")
+        if min(len(s) for s in suffixes) == 0:
+            raise UserError("every suffix needs at least one token (the one whose logits are returned)")
+        T = max(len(s) for s in suffixes)
+        if L + T > prefix.cache.max_len:
+            raise UserError(f"prefix {L} + suffix {T} tokens exceed the {prefix.cache.max_len} positions "
+                            "the prefix cache was made with (its `room`)")
+        ids = torch.full((n, T), self.pad_id, dtype=torch.int64)
+        valid = torch.zeros(n, T, dtype=torch.bool)
+        for i, s in enumerate(suffixes):
+            ids[i, T - len(s):] = torch.tensor(s, dtype=torch.int64)
+            valid[i, T - len(s):] = True
+        self._check_ids(ids)
+        pos = L + (valid.long().cumsum(1) - 1).clamp(min=0)
+        mask = None  # equal lengths: the model's own causal mask over the cached prefix is right
+        if not bool(valid.all()):
+            own = self._prefill_mask(valid)  # [n, T, T]
+            mask = torch.cat([torch.ones(n, T, L, dtype=torch.bool), own], -1).unsqueeze(1).to(self.device)
+        cos, sin = self._rope(pos.to(self.device))
+        return self.model(ids.to(self.device), cos, sin, prefix.rows(n), L, mask, last_only=True)[:, -1]
 
     # ---- generation -----------------------------------------------------------------------------
     @torch.inference_mode()

@@ -4,6 +4,7 @@ BOS follows the model's own tokenizer config (LLaMA-2 adds `<s>`, SmolLM2 adds n
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .errors import UserError
@@ -41,19 +42,19 @@ class Tokenizer:
             tok.save_pretrained(str(out_dir))
 
 
-def _from_sentencepiece(path: Path) -> Tokenizer:
+def _from_sentencepiece(path: Path, add_bos: bool = True) -> Tokenizer:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(path))
 
     def enc(text: str, special: bool) -> list[int]:
         ids = sp.encode(text)
-        return ([sp.bos_id()] + ids) if special and sp.bos_id() >= 0 else ids
+        return ([sp.bos_id()] + ids) if special and add_bos and sp.bos_id() >= 0 else ids
 
     def dec(ids: list[int], skip: bool) -> str:
         return sp.decode(ids)
 
-    t = Tokenizer(enc, dec, sp.vocab_size(), sp.bos_id() if sp.bos_id() >= 0 else None,
+    t = Tokenizer(enc, dec, sp.vocab_size(), sp.bos_id() if sp.bos_id() >= 0 and add_bos else None,
                   sp.eos_id() if sp.eos_id() >= 0 else None, sp=sp)
     t.sp_path = str(path)
     return t
@@ -85,9 +86,15 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if p.is_file() and p.suffix == ".gguf":
         return _from_hf(AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name))
     if p.is_dir():
+        # SentencePiece itself is the reference for SPM vocabularies: transformers' converted
+        # tokenizer.json differs on whitespace-only edge cases, so prefer tokenizer.model when shipped.
+        if (p / "tokenizer.model").exists():
+            t = _from_sentencepiece(p / "tokenizer.model")
+            cfg = p / "tokenizer_config.json"
+            if cfg.exists() and json.loads(cfg.read_text()).get("add_bos_token") is False:
+                t = _from_sentencepiece(p / "tokenizer.model", add_bos=False)
+            return t
         if (p / "tokenizer.json").exists() or (p / "tokenizer_config.json").exists():
             return _from_hf(AutoTokenizer.from_pretrained(str(p)))
-        if (p / "tokenizer.model").exists():
-            return _from_sentencepiece(p / "tokenizer.model")
     raise UserError(f"no tokenizer found at {p}: expected tokenizer.model, tokenizer.json or a .gguf file; "
                     "pass one with --tokenizer")

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UserError
 
-MODULES = ["run"]
+MODULES = ["run", "ppl"]
 
 
 def user_errors(fn):

@@ -87,7 +87,7 @@ class GGUFSource(TensorSource):
         t = self._tensors[name]
         a = dequantize(t.data, t.tensor_type)
         shape = tuple(int(x) for x in reversed(t.shape.tolist()))  # GGUF lists dims innermost first
-        w = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(shape))
+        w = torch.from_numpy(np.array(a, dtype=np.float32).reshape(shape))  # a writable copy
         if name.endswith("q_proj.weight"):  # llama.cpp's converter permutes Q/K rows to adjacent pairs
             w = interleaved_to_half(w, self.config.num_attention_heads)
         elif name.endswith("k_proj.weight"):

@@ -1,0 +1,135 @@
+"""Prune a transformers LlamaForCausalLM layer by layer on calibration token ids.
+
+Sequential, as in Wanda/SparseGPT: the inputs of layer l+1 are the outputs of the already pruned layer l, so
+each layer is pruned for the activations it will really see. Memory: the calibration hidden states of one layer
+(samples × seq × hidden) plus one layer's statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from runtime.errors import UserError
+
+from .masks import nm_mask, parse_pattern, row_mask
+from .scores import magnitude_score, wanda_score
+from .sparsegpt import sparsegpt_prune
+
+LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+METHODS = ("wanda", "magnitude", "sparsegpt")
+
+
+@dataclass
+class PruneConfig:
+    sparsity: float = 0.5
+    pattern: str = "unstructured"  # or "N:M"
+    method: str = "wanda"  # wanda | magnitude | sparsegpt
+    dense_layers: tuple[int, ...] = ()  # decoder layers left dense (float-fallback layers, sensitive layers)
+    percdamp: float = 0.01  # SparseGPT Hessian damping, fraction of mean diag
+    blocksize: int = 128
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown pruning method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if not 0.0 < self.sparsity < 1.0:
+            raise UserError(f"--sparsity must be in (0, 1), got {self.sparsity}")
+        nm = parse_pattern(self.pattern)
+        if nm is not None and abs(self.sparsity - (1 - nm[0] / nm[1])) > 1e-9:
+            raise UserError(f"pattern {self.pattern} means sparsity {1 - nm[0] / nm[1]:g}, not {self.sparsity:g}: "
+                            f"pass --sparsity {1 - nm[0] / nm[1]:g} or --pattern unstructured")
+
+
+@dataclass
+class LayerStats:
+    """Streaming statistics of one linear's input: Σx² per channel (Wanda) and Σxxᵀ (SparseGPT)."""
+
+    sq: torch.Tensor
+    hessian: torch.Tensor | None
+    tokens: int = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        self.sq += (x * x).sum(0)
+        if self.hessian is not None:
+            self.hessian += x.t() @ x
+        self.tokens += x.shape[0]
+
+
+@dataclass
+class PruneReport:
+    per_module: dict[str, dict] = field(default_factory=dict)  # name -> {"sparsity", "pattern", "method"}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _layer_out(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def prune_model(model: nn.Module, samples: torch.Tensor, cfg: PruneConfig, progress: bool = True) -> PruneReport:
+    """Prune `model` in place (every decoder linear outside cfg.dense_layers). samples: int64 [N, T] token ids."""
+    cfg.check()
+    nm = parse_pattern(cfg.pattern)
+    layers = model.model.layers
+    # 1. the inputs of layer 0, with the keyword arguments (rotary tables, masks) the model passes it
+    inps: list[torch.Tensor] = []
+    kws: list[dict] = []
+
+    def catch(_mod, args, kwargs):
+        hs = args[0] if args else kwargs.pop("hidden_states")
+        inps.append(hs)
+        kws.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
+        raise _Stop
+
+    h = layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        for i in range(samples.shape[0]):
+            try:
+                model(samples[i:i + 1], use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        h.remove()
+
+    report = PruneReport()
+    bar = tqdm(range(len(layers)), desc=f"prune {cfg.method} {cfg.pattern} {cfg.sparsity:g}", disable=not progress)
+    for li in bar:
+        layer = layers[li]
+        mods = {n: layer.get_submodule(n) for n in LINEARS}
+        prune_this = li not in cfg.dense_layers
+        if prune_this and cfg.method != "magnitude":
+            stats = {n: LayerStats(torch.zeros(m.in_features), torch.zeros(m.in_features, m.in_features)
+                                   if cfg.method == "sparsegpt" else None) for n, m in mods.items()}
+            hooks = [m.register_forward_hook(lambda mod, a, o, n=n: stats[n].add(a[0])) for n, m in mods.items()]
+            try:
+                for x, kw in zip(inps, kws):
+                    layer(x, **kw)
+            finally:
+                for hk in hooks:
+                    hk.remove()
+        for n, m in mods.items():
+            full = f"model.layers.{li}.{n}"
+            if not prune_this:
+                report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": "dense",
+                                           "method": "none"}
+                continue
+            W = m.weight.data
+            if cfg.method == "sparsegpt":
+                new = sparsegpt_prune(W, stats[n].hessian, cfg.sparsity, nm, cfg.blocksize, cfg.percdamp)
+            else:
+                score = magnitude_score(W) if cfg.method == "magnitude" else wanda_score(W, stats[n].sq.sqrt())
+                mask = row_mask(score, cfg.sparsity) if nm is None else nm_mask(score, *nm)
+                new = W.float() * mask
+            m.weight.data = new.to(W.dtype)
+            report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": cfg.pattern,
+                                       "method": cfg.method}
+        # 2. this layer's (pruned) outputs are the next layer's inputs
+        inps = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
+    return report

@@ -1,0 +1,49 @@
+"""The quantization arithmetic shared by the compressor and the runtime (one definition, no drift).
+
+Weights: int8, symmetric per output channel, q = clamp(round(w / s_w), -127, 127).
+Activations, static: int8, asymmetric per tensor, x_q = clamp(round(x / s_x) + o_x, -128, 127),
+    dequantized as (x_q - o_x) * s_x  (the guide's input_scale / input_offset).
+Activations, dynamic: int8, symmetric per token, s = absmax(row) / 127 computed at run time.
+"""
+from __future__ import annotations
+
+import torch
+
+QMIN, QMAX = -128, 127
+
+
+def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 [out, in], float32 scale [out]) with symmetric per-output-channel scales."""
+    w = w.float()
+    s = (w.abs().amax(1) / 127.0).clamp(min=1e-12)
+    q = torch.clamp(torch.round(w / s[:, None]), -127, 127).to(torch.int8)
+    return q, s
+
+
+def act_params(lo: float, hi: float) -> tuple[float, float]:
+    """(input_scale, input_offset) mapping [lo, hi] (widened to contain 0) onto [-128, 127]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = max((hi - lo) / 255.0, 1e-8)
+    offset = float(round(QMIN - lo / scale))
+    offset = float(min(max(offset, QMIN), QMAX))
+    # the scale is stored as float32: compute everything downstream from the rounded value
+    return float(torch.tensor(scale, dtype=torch.float32)), offset
+
+
+def quantize_act_static(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+    """int8 codes of x (float32 arithmetic, any input dtype)."""
+    return torch.clamp(torch.round(x.float() / scale) + offset, QMIN, QMAX).to(torch.int8)
+
+
+def fake_act_static(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+    return (quantize_act_static(x, scale, offset).float() - offset) * scale
+
+
+def dynamic_scales(x: torch.Tensor) -> torch.Tensor:
+    """Per-token (last-dim row) symmetric scales, float32 [..., 1]."""
+    return (x.float().abs().amax(-1, keepdim=True) / 127.0).clamp(min=1e-8)
+
+
+def fake_act_dynamic(x: torch.Tensor) -> torch.Tensor:
+    s = dynamic_scales(x)
+    return torch.clamp(torch.round(x.float() / s), -127, 127) * s

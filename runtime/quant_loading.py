@@ -1,0 +1,28 @@
+"""`runtime run --quant DIR`: an artifact directory to a ready Llama (int8 linears + float fallback)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .loaders import open_source
+from .model import Llama
+from .quant.artifact import ANTI_DIR, open_artifact
+from .quant.binder import QuantBinder
+from .tokenizer import Tokenizer, load_tokenizer
+
+
+def load_artifact_model(path: Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                        reference: bool = False, check: bool = True) -> tuple[Llama, Tokenizer, str]:
+    """(model, tokenizer, description). Checks the format version and every file's sha256 first."""
+    art = open_artifact(Path(path), check=check)
+    src = open_source(Path(path) / ANTI_DIR)
+    binder = QuantBinder(src, art, dtype, device, reference=reference)
+    model = Llama(src.config, binder).eval()
+    tok = load_tokenizer(Path(path) / ANTI_DIR)
+    m = art.manifest
+    n_int8 = sum(1 for k in binder.kinds.values() if k == "int8")
+    desc = (f"{m.get('source', {}).get('name', '?')} W8A8 {m.get('method', {}).get('act_method', '?')} "
+            f"artifact {path} (format {m['format']['version']}, {n_int8}/{len(binder.kinds)} linears int8, "
+            f"float layers {m.get('fallback', {}).get('float_units', [])})")
+    return model, tok, desc
