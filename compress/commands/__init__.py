@@ -5,7 +5,7 @@ import importlib
 
 import typer
 
-MODULES = ["import_cmd"]
+MODULES = ["import_cmd", "cut"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UserError
 
-MODULES = ["run", "ppl"]
+MODULES = ["run", "ppl", "mmlu"]
 
 
 def user_errors(fn):

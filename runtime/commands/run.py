@@ -25,7 +25,11 @@ def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Option
     from ..presets import resolve_model
 
     dt, dev = parse_dtype(dtype), resolve_device(device)
-    if quant is not None:
+    from ..parallel.load import load_tp, tp_requested
+
+    if tp_requested(model, quant):  # under torchrun (WORLD_SIZE > 1), or a `compress cut` directory
+        model_obj, tok, desc = load_tp(model, weights, tokenizer, quant, dt, dev)
+    elif quant is not None:
         from ..quant_loading import load_artifact_model  # provided by the W8A8 runtime
 
         model_obj, tok, desc = load_artifact_model(Path(quant), dt, dev)
@@ -41,9 +45,17 @@ def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Option
     return Engine(model_obj, max_seq_len=max_seq_len), tok, desc
 
 
-def encode_batch(tok, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def chat_prompt(tok, text: str) -> str:
+    """Wrap a user message in the tokenizer's own chat template (instruct models such as SmolLM2)."""
+    hf = getattr(tok, "hf", None)
+    if hf is None or not getattr(hf, "chat_template", None):
+        raise UserError("--chat needs a tokenizer with a chat template (an HF tokenizer or an instruct GGUF)")
+    return hf.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+
+
+def encode_batch(tok, prompts: list[str], chat: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded INT64 input_ids and a 0/1 attention_mask."""
-    enc = [tok.encode(p) for p in prompts]
+    enc = [tok.encode(chat_prompt(tok, p), add_special=False) if chat else tok.encode(p) for p in prompts]
     if any(len(e) == 0 for e in enc):
         raise UserError("a prompt encodes to no tokens (empty prompt and no BOS): give some text")
     S = max(len(e) for e in enc)
@@ -72,21 +84,30 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(0),
         top_p: float = typer.Option(1.0),
         seed: int = typer.Option(0),
+        chat: bool = typer.Option(False, help="wrap each prompt in the tokenizer's chat template"),
         threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="write output_ids, texts and latencies here"),
+        bind_cpu: bool = typer.Option(False, "--bind-cpu", envvar="BIND_CPU",
+                                      help="under torchrun: pin each rank to its own cores, one thread per core"),
     ) -> None:
         """Generate completions and print first-token and per-token latency."""
+        from ..parallel.dist import is_main_process, pin_cpu
+
+        if bind_cpu:
+            pin_cpu()
         if threads:
             torch.set_num_threads(threads)
         engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len)
-        ids, mask = encode_batch(tok, prompt)
+        ids, mask = encode_batch(tok, prompt, chat)
         sp = SamplingParams(temperature, top_k, top_p, seed)
         engine.generate(ids[:, :1], None, 1, sp)  # warm-up: first-call allocations out of the timing
         g = engine.generate(ids, mask, max_new_tokens, sp)
         texts = [tok.decode(g.output_ids[i, : g.lengths[i]].tolist()) for i in range(len(prompt))]
+        if not is_main_process():  # tensor parallel: only rank 0 prints and writes files
+            return
         typer.echo(f"model: {desc}")
         for p, t in zip(prompt, texts):
-            typer.echo(f"--- {p!r}\n{p}{t}")
+            typer.echo(f"--- {p!r}\n{t}" if chat else f"--- {p!r}\n{p}{t}")
         typer.echo(f"first token: {g.first_token_ms:.1f} ms   next token: {g.next_token_ms:.2f} ms "
                    f"({1e3 / g.next_token_ms if g.next_token_ms == g.next_token_ms else float('nan'):.1f} tokens/s per sequence)")
         if json_out is not None:

@@ -1,0 +1,101 @@
+"""A tensor-parallel model for this rank: from an uncut checkpoint / artifact (sliced at load time) or
+from a `compress cut` directory (this rank's unit)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..config import ModelConfig
+from ..errors import UserError
+from ..linear import FloatBinder
+from ..model import Llama
+from .binder import TPBinder
+from .cutdir import is_cut_dir, read_cut_manifest, unit_dir, verify_unit
+from .dist import TPContext, init_from_env
+from .plan import TPPlan
+from .sources import CutUnitSource, SlicedSource, SlicedTensors
+
+
+def build_tp_model(source, ctx: TPContext, dtype: torch.dtype, quant_tensors=None, presliced: bool = False) -> Llama:
+    """The rank's Llama. `source` holds float tensors (uncut, or this rank's unit when `presliced`);
+    `quant_tensors`, when given, is an artifact reader (has/tensor) whose int8 linears are used."""
+    plan = TPPlan.make(source.config, ctx.world)
+    if not presliced:
+        source = SlicedSource(source, plan, ctx.rank)
+        if quant_tensors is not None:
+            quant_tensors = SlicedTensors(quant_tensors, plan, ctx.rank)
+    if quant_tensors is None:
+        inner = FloatBinder(source, dtype, ctx.device)
+    else:
+        from ..quant.binder import QuantBinder
+
+        inner = QuantBinder(source, quant_tensors, dtype, ctx.device)
+    return Llama(source.config, TPBinder(inner, plan, ctx.rank, ctx.group)).eval()
+
+
+def _barrier(ctx: TPContext) -> None:
+    if ctx.world > 1 and dist.is_initialized():
+        dist.barrier(group=ctx.group)
+
+
+def load_cut_unit(root: Path, ctx: TPContext, dtype: torch.dtype):
+    """(model, unit dir holding the tokenizer, manifest) for this rank of a cut directory."""
+    m = read_cut_manifest(root)
+    if int(m["world_size"]) != ctx.world:
+        raise UserError(f"{root} was cut for {m['world_size']} ranks but this run has {ctx.world}: launch "
+                        f"torchrun with {m['world_size']} processes in all (--nnodes x --nproc-per-node), or re-cut "
+                        f"with compress cut --tp {ctx.world}")
+    verify_unit(root, m, ctx.rank)
+    unit = unit_dir(root, ctx.rank)
+    if m["kind"] == "artifact":
+        from ..quant.artifact import ANTI_DIR, ArtifactReader, read_manifest
+
+        fdir = unit / ANTI_DIR
+        plan = TPPlan.make(ModelConfig.load(fdir), ctx.world)
+        art = ArtifactReader(unit, read_manifest(unit))
+        model = build_tp_model(CutUnitSource(fdir, plan, ctx.rank), ctx, dtype, art, presliced=True)
+        return model, fdir, m
+    plan = TPPlan.make(ModelConfig.load(unit), ctx.world)
+    return build_tp_model(CutUnitSource(unit, plan, ctx.rank), ctx, dtype, presliced=True), unit, m
+
+
+def load_tp(model: str | None, weights: str | None, tokenizer: str | None, quant: Path | None,
+            dtype: torch.dtype, device: torch.device):
+    """(model, tokenizer, description) for this rank, inside torchrun (or a 1-rank cut directory)."""
+    from ..loaders import open_source
+    from ..loading import imported_dir, tokenizer_for
+    from ..presets import resolve_model
+    from ..tokenizer import load_tokenizer
+
+    ctx = init_from_env(device)
+    cut = quant if is_cut_dir(quant) else (Path(model) if is_cut_dir(model) else None)
+    tag = f"TP {ctx.world} (backend {dist.get_backend() if dist.is_initialized() else 'none'})"
+    if cut is not None:
+        m, tok_dir, manifest = load_cut_unit(Path(cut), ctx, dtype)
+        tok = load_tokenizer(tokenizer or tok_dir)
+        return m, tok, f"{manifest['source'].get('name', '?')} cut {cut} ({manifest['kind']}) {tag}"
+    if quant is not None:
+        from ..quant.artifact import ANTI_DIR, open_artifact
+
+        art = open_artifact(Path(quant))
+        src = open_source(Path(quant) / ANTI_DIR)
+        tok = load_tokenizer(tokenizer or Path(quant) / ANTI_DIR)
+        return build_tp_model(src, ctx, dtype, art), tok, f"artifact {quant} sliced at load, {tag}"
+    ref = resolve_model(model, weights, tokenizer)
+    if ctx.rank != 0:  # rank 0 imports a GGUF / llama2.c checkpoint into the cache once, the others wait
+        _barrier(ctx)
+    hf = imported_dir(ref, progress=ctx.rank == 0)
+    if ctx.rank == 0:
+        _barrier(ctx)
+    src = open_source(hf)
+    tok = tokenizer_for(ref, src)
+    return build_tp_model(src, ctx, dtype), tok, f"{ref.name} ({hf}) sliced at load, {tag}"
+
+
+def tp_requested(model: str | None, quant: Path | None) -> bool:
+    """Run through the TP path: under torchrun with more than one process, or for a cut directory."""
+    from .dist import env_world_size
+
+    return env_world_size() > 1 or is_cut_dir(quant) or is_cut_dir(model)
