@@ -107,7 +107,8 @@ def cut_float(src: str, world: int, out: Path, tokenizer: str | None = None, ove
     hf = imported_dir(ref, progress=progress)
     source = open_source(hf)
     plan = TPPlan.make(source.config, world)  # refuse before writing anything
-    tok = tokenizer_for(ref, source)
+    # a checkpoint without a tokenizer is still cut; `runtime run` then needs --tokenizer
+    tok = tokenizer_for(ref, source) if ref.tokenizer is not None or source.tokenizer_path() else None
     sha = dir_checksum(hf)
     names = _float_names(source)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -115,7 +116,8 @@ def cut_float(src: str, world: int, out: Path, tokenizer: str | None = None, ove
             for r in range(world):
                 u = unit_dir(tmp, r)
                 write_float_unit(source, plan, r, u, bar)
-                tok.save(u)
+                if tok is not None:
+                    tok.save(u)
                 _unit_info(u, plan, r, sha)
         m = _manifest(tmp, plan, "float", {"name": ref.name, "path": str(hf), "sha256": sha})
     return m

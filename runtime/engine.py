@@ -231,12 +231,14 @@ class Engine:
                 t1 = time.perf_counter()
                 pos = pos + 1
                 cos, sin = self._rope(pos[:, None])
-                valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
-                mask = valid[:, None, None, :] if b.padded else None
+                if b.padded:  # only padded batches need a mask; unpadded ones skip building it per step
+                    valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
+                    mask = valid[:, None, None, :]
                 logits = self.model(tok[:, None], cos, sin, cache, S + t - 1, mask)[:, -1]
                 tok = next_tokens(logits, sampling, gen).to(self.device)
                 step_ms.append((time.perf_counter() - t1) * 1e3)
-            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            if not ignore_eos:  # with EOS ignored no row is ever done
+                tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
             out[:, t] = tok
             if not ignore_eos:
                 hit = torch.isin(tok, eos) & ~done

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .linear import Binder, LinearSpec
-from .rope import apply_rope
+from .rope import rope_for_layers
 
 
 class RMSNorm(nn.Module):
@@ -22,9 +22,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        # one fused call instead of six Python-level ops (decode is dominated by per-op overhead on
+        # small models); it normalizes in float32 and rounds like HF's LlamaRMSNorm
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class KVCache:
@@ -55,24 +55,48 @@ class Attention(nn.Module):
         self.layer = i
 
     def forward(self, x, cos, sin, cache: KVCache | None, start: int, mask: torch.Tensor | None):
+        """cos/sin: [B, T, 1, head_dim] and sin with the rotate-half sign folded in (see Llama.forward)."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(self.qkv.out_splits, -1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
+        qkv = self.qkv(x).view(B, T, H + 2 * Hkv, hd)
+        # RoPE on q and k in one go, in [B, T, heads, hd] layout: rotate_half(x) == roll(x, hd/2) * sign,
+        # and the sign lives in `sin`, so this is 3 ops instead of 7 per tensor
+        qk = qkv[:, :, : H + Hkv]
+        qk = torch.addcmul(qk * cos, qk.roll(hd // 2, -1), sin)
+        q = qk[:, :, :H].transpose(1, 2)
+        k = qk[:, :, H:].transpose(1, 2)
+        v = qkv[:, :, H + Hkv:].transpose(1, 2)
         if cache is not None:
             cache.k[self.layer][:, :, start:start + T] = k
             cache.v[self.layer][:, :, start:start + T] = v
             k = cache.k[self.layer][:, :, :start + T]
             v = cache.v[self.layer][:, :, :start + T]
-        causal = mask is None and T > 1
-        if mask is None and T > 1 and start > 0:  # chunk after a cached prefix: causal within, full to the past
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
-            causal = False
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           enable_gqa=self.n_heads != self.n_kv)
-        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        if T == 1 and DECODE_ATTENTION == "matmul":
+            o = _decode_attention(q, k, v, mask)
+        else:
+            causal = mask is None and T > 1
+            if mask is None and T > 1 and start > 0:  # chunk after a cached prefix: causal within, full to the past
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+                causal = False
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=H != Hkv)
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, H * hd))
+
+
+# Attention for one new token: "matmul" (two batched matmuls, GQA by grouping the query heads of a kv head,
+# no repeated K/V) or "sdpa". Chosen by measurement, see benchmarks/decode_speed.py.
+DECODE_ATTENTION = "sdpa"
+
+
+def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [B, H, 1, hd], k/v [B, Hkv, L, hd], mask bool broadcastable to [B, 1, 1, L] or None -> [B, H, 1, hd]."""
+    B, H, _, hd = q.shape
+    Hkv = k.shape[1]
+    qg = q.reshape(B, Hkv, H // Hkv, hd)  # the query heads that share a kv head become rows
+    s = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(hd ** -0.5)
+    if mask is not None:
+        s.masked_fill_(~mask.reshape(mask.shape[0], 1, 1, -1), float("-inf"))
+    p = torch.softmax(s, -1).to(v.dtype)
+    return torch.matmul(p, v).reshape(B, H, 1, hd)
 
 
 class MLP(nn.Module):
@@ -125,6 +149,7 @@ class Llama(nn.Module):
         plain causal attention.
         """
         x = F.embedding(input_ids, self.embed_tokens)
+        cos, sin = rope_for_layers(cos, sin)  # once per call, not once per layer
         for layer in self.layers:
             x = layer(x, cos, sin, cache, start, mask)
         if last_only:

@@ -43,3 +43,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     h = x.shape[-1] // 2
     rot = torch.cat([-x[..., h:], x[..., :h]], -1)
     return x * cos + rot * sin
+
+
+def rope_for_layers(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, 1, T, hd] tables -> the [B, T, 1, hd] form the model applies to [B, T, heads, hd] activations,
+    with rotate-half's sign folded into sin: x*cos + rotate_half(x)*sin == x*cos + roll(x, hd/2)*sin_signed."""
+    h = sin.shape[-1] // 2
+    sin_signed = torch.cat([-sin[..., :h], sin[..., h:]], -1)
+    return cos.transpose(1, 2), sin_signed.transpose(1, 2)

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UserError
 
-MODULES = ["run", "ppl", "mmlu"]
+MODULES = ["run", "ppl", "mmlu", "perf"]
 
 
 def user_errors(fn):

@@ -3,7 +3,8 @@
 Columns: A subject, B question index, C expected, D predicted, then the four letters' probabilities
 (softmax over the A-D logits, as hendrycks/test reports them) and the number of shots used.
 While a run goes, each batch's rows are appended in one write and fsynced; a torn last line (a kill
-mid-write) is dropped on resume. When the run ends the file is rewritten whole, in canonical order.
+mid-write) is dropped on resume. When the run ends the file is rewritten whole, sorted by subject and
+index, keeping every row scored in this directory (the summaries cover the run's own selection).
 """
 from __future__ import annotations
 

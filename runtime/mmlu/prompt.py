@@ -18,12 +18,12 @@ FORMATS = ("hendrycks", "lm-eval")
 
 def format_subject(subject: str, fmt: str = "hendrycks") -> str:
     if fmt == "lm-eval":
-        return " " + subject.replace("_", " ")
-    return "".join(" " + w for w in subject.split("_"))
+        return subject.replace("_", " ")
+    return "".join(" " + w for w in subject.split("_"))  # leading space: "about  abstract algebra"
 
 
 def header(subject: str, fmt: str = "hendrycks") -> str:
-    return f"The following are multiple choice questions (with answers) about{format_subject(subject, fmt)}.\n\n"
+    return f"The following are multiple choice questions (with answers) about {format_subject(subject, fmt)}.\n\n"
 
 
 def format_example(q: Question, include_answer: bool, fmt: str = "hendrycks") -> str:

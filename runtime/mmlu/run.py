@@ -108,7 +108,9 @@ def run_mmlu(engine: Engine, tokenizer, data_dir: str | Path | None, out_dir: st
     seconds = time.perf_counter() - t0
 
     rows = [done[k] for k in wanted]
-    write_final(cache_path, rows)
+    # cache.csv keeps every question this directory has scored (a run over a few subjects does not
+    # drop the others'); the summaries cover this run's selection
+    write_final(cache_path, [done[k] for k in sorted(done)])
     by_subject = subject_summary(rows, mapping)
     classes = classes_summary(by_subject)
     res = out_dir / RESULT_DIR

@@ -38,15 +38,16 @@ class QuantBinder(FloatBinder):
     """
 
     def __init__(self, float_source, tensors: TensorAccessor, dtype: torch.dtype = torch.float32,
-                 device: str | torch.device = "cpu", reference: bool = False):
+                 device: str | torch.device = "cpu", reference: bool = False, split_parts: bool = False):
         super().__init__(float_source, dtype, device)
         self.tensors = tensors
         self.reference = reference
+        self.split_parts = split_parts  # one module per part even when all are int8 (per-linear toggling)
         self.kinds: dict[str, str] = {}  # module name -> "int8" | "float"
 
     def _quant(self, parts: list[PartParams], splits: tuple[int, ...], fw: torch.Tensor | None = None) -> nn.Module:
         if self.reference:
-            return FakeQuantLinear(parts, splits, self.dtype, fw).to(self.device)
+            return FakeQuantLinear(parts, splits, self.dtype, fw)
         return Int8Linear(parts, splits, self.dtype, self.device)
 
     def linear(self, spec: LinearSpec) -> nn.Module:
@@ -56,12 +57,14 @@ class QuantBinder(FloatBinder):
             self.kinds[n] = "int8" if q else "float"
         if not any(is_q):
             return super().linear(spec)
-        if all(is_q):
-            return self._quant([part_params(self.tensors, n) for n in names], spec.out_features)
+        if all(is_q) and not (self.split_parts and len(names) > 1):
+            fw = self.float_weight(spec) if self.reference else None
+            return self._quant([part_params(self.tensors, n) for n in names], spec.out_features, fw)
         mods: list[nn.Module] = []
         for part, n, q, size in zip(spec.parts, names, is_q, spec.out_features):
             if q:
-                mods.append(self._quant([part_params(self.tensors, n)], (size,)))
+                fw = self.source.get(spec.weight_name(part)) if self.reference else None
+                mods.append(self._quant([part_params(self.tensors, n)], (size,), fw))
             else:
                 w = self.source.get(spec.weight_name(part)).to(device=self.device, dtype=self.dtype).contiguous()
                 mods.append(FloatLinear(w, (size,)))

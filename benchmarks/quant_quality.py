@@ -1,0 +1,99 @@
+"""WikiText-2 perplexity of SmolLM2-135M under each W8A8 variant: the quality table of the README.
+
+One process: calibration statistics are collected once, then every variant is built in memory
+(fake-quant in float, the arithmetic the runtime's int8 kernels are tested against) and scored on the
+first N windows of 512 tokens (stride 512) of wiki.test.raw.
+
+    flock /tmp/lc-cpu.lock python benchmarks/quant_quality.py --windows 60 [--levels 0,2] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--windows", type=int, default=60)
+    ap.add_argument("--levels", default="0,2")
+    ap.add_argument("--variants", default="plain-static,anti-static,plain-dynamic,anti-dynamic")
+    ap.add_argument("--calib", default=None, help="calibration data (default: the preset's C-Eval)")
+    ap.add_argument("--calib-samples", type=int, default=64)
+    ap.add_argument("--sens-samples", type=int, default=2)
+    ap.add_argument("--rank-by", default="error")
+    ap.add_argument("--unit", default="layer")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    from calibration.data import build_calibration
+    from calibration.stats import collect_stats, load_hf_model
+    from compress.quantize import (QuantizeOptions, float_modules_of, keep_only, quantize_tensors,
+                                   range_scores, reference_model)
+    from compress.sensitivity import choose, score_units
+    from runtime.loaders import open_source, weight_names
+    from runtime.loading import build_model, imported_dir, tokenizer_for
+    from runtime.perplexity import load_windows, perplexity
+    from runtime.presets import expand, resolve_model
+
+    ref = resolve_model(a.model)
+    hf_dir = imported_dir(ref)
+    src = open_source(hf_dir)
+    cfg = src.config
+    tok = tokenizer_for(ref, src)
+    wins = load_windows(tok, None, 512, 512, a.windows)
+    rows = []
+
+    def report(name: str, level: str, ppl: float, base: float | None, extra: str = "") -> None:
+        d = "" if base is None else f"{100 * (ppl / base - 1):+.2f}%"
+        rows.append({"variant": name, "level": level, "ppl": ppl, "delta": d, "note": extra})
+        print(f"| {name:28s} | {level:3s} | {ppl:8.3f} | {d:>7s} | {extra}", flush=True)
+
+    t0 = time.time()
+    base = perplexity(build_model(src), wins).ppl
+    report("float", "-", base, None)
+    calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
+    calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
+    hf = load_hf_model(hf_dir)
+    stats = collect_stats(hf, calib.samples, 512, 0, progress=False)
+    del hf
+    floats = {n: src.get(n).clone() for n in weight_names(cfg)}
+    levels = [int(x) for x in a.levels.split(",")]
+    for v in a.variants.split(","):
+        kind, act = v.split("-")
+        opts = QuantizeOptions(act_method=act, fallback_unit=a.unit)
+        if kind == "plain":
+            opts.alphas, opts.range_search = (0.0,), "minmax"
+        res = quantize_tensors(copy.deepcopy(floats), stats, cfg, opts, progress=False)
+        scores = None
+        for k in levels:
+            if k == 0:
+                fmods = set()
+                units = []
+            else:
+                if scores is None:
+                    if a.rank_by == "range":
+                        scores = range_scores(res, a.unit)
+                    else:
+                        scores = score_units(reference_model(cfg, res, a.unit == "linear"),
+                                             calib.samples[: a.sens_samples], a.unit, progress=False)
+                units = choose(scores, k)
+                fmods = float_modules_of(units, a.unit, cfg)
+            sub = copy.copy(res)
+            sub.quant_tensors = keep_only(res, fmods)
+            p = perplexity(reference_model(cfg, sub, False), wins).ppl
+            report(f"{kind} W8A8 {act}", f"L{k}", p, base, f"float {a.unit}s {units}" if units else "")
+    print(f"({a.windows} windows, {time.time() - t0:.0f} s)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"windows": a.windows, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`compress quantize --model 7b --disable-level L6 [--out DIR]`: anti-outlier W8A8 artifact."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from runtime.commands import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quantize")
+    @user_errors
+    def quantize(
+        model: Optional[str] = typer.Option(None, help="preset (7b, 13b, smollm2-135m, stories260k) or a path"),
+        weights: Optional[str] = typer.Option(None, help="override a preset's weights path"),
+        tokenizer: Optional[str] = typer.Option(None, help="tokenizer, if the checkpoint has none"),
+        out: Optional[Path] = typer.Option(None, help="artifact directory (default: <model>-w8a8-<level>)"),
+        disable_level: Optional[str] = typer.Option(None, help="Lk: leave k units in float (default: the preset's)"),
+        fallback_unit: str = typer.Option("layer", help="layer (whole decoder layers) or linear"),
+        float_layers: Optional[str] = typer.Option(None, help="comma-separated units to keep in float, by hand"),
+        rank_by: str = typer.Option("error", help="error (measured KL, default) or range (activation range)"),
+        act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
+        smooth: bool = typer.Option(True, help="anti-outlier smoothing (--no-smooth: plain W8A8)"),
+        alphas: Optional[str] = typer.Option(None, help="smoothing strengths to try, e.g. 0,0.5,0.8"),
+        range_search: str = typer.Option("mse", help="mse (searched activation range) or minmax"),
+        calib_data: Optional[Path] = typer.Option(None, help="C-Eval directory or text files (default: preset's)"),
+        calib_samples: Optional[int] = typer.Option(None, help="calibration sequences"),
+        calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
+        sens_samples: int = typer.Option(4, help="calibration sequences used to score units"),
+        seed: Optional[int] = typer.Option(None),
+        threads: Optional[int] = typer.Option(None, help="CPU threads"),
+        force: bool = typer.Option(False, help="replace an existing --out"),
+    ) -> None:
+        """Calibrate, smooth, quantize to int8 and write a verified, versioned artifact."""
+        import torch
+
+        from compress.quantize import QuantizeOptions, parse_level, run_quantize
+        from runtime.errors import UserError
+        from runtime.loaders import open_source
+        from runtime.loading import imported_dir, tokenizer_for
+        from runtime.presets import expand, resolve_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        ref = resolve_model(model, weights, tokenizer)
+        pq = ref.preset.quantize if ref.preset else {}
+        opts = QuantizeOptions()
+        level_given = disable_level is not None
+        opts.disable_level = parse_level(disable_level if level_given else pq.get("disable_level", "L0"))
+        opts.fallback_unit = fallback_unit
+        opts.rank_by = rank_by
+        opts.act_method = act_method or pq.get("act_method", "static")
+        opts.range_search = range_search
+        if alphas is not None:
+            try:
+                opts.alphas = tuple(float(a) for a in alphas.split(","))
+            except ValueError:
+                raise UserError(f"--alphas {alphas!r}: give numbers like 0,0.5,0.8") from None
+        if not smooth:
+            opts.alphas = (0.0,)
+        opts.calib_samples = calib_samples or pq.get("calib_samples", 64)
+        opts.calib_seq_len = calib_seq_len or pq.get("calib_seq_len", 512)
+        opts.seed = pq.get("seed", 0) if seed is None else seed
+        opts.sens_samples = sens_samples
+        if float_layers is not None:
+            opts.float_units = [u.strip() for u in float_layers.split(",") if u.strip()]
+            opts.disable_level = len(opts.float_units)
+        elif fallback_unit == "layer" and pq.get("float_layers") and \
+                (not level_given or opts.disable_level == len(pq["float_layers"])):
+            opts.float_units = [str(u) for u in pq["float_layers"]]  # the guide's list for this model
+            opts.disable_level = len(opts.float_units)
+        calib = calib_data or expand(pq.get("calib_data", "${SHARED}/data/ceval"))
+        hf_dir = imported_dir(ref)
+        tok = tokenizer_for(ref, open_source(hf_dir))
+        out = out or Path(f"{ref.name}-w8a8-L{opts.disable_level}")
+        m = run_quantize(hf_dir, ref.name, tok, out, calib, opts, overwrite=force, progress=True, log=typer.echo)
+        s = m["_summary"]
+        typer.echo(f"\nwrote {out}: {s['int8_modules']}/{s['modules']} linears int8 "
+                   f"({m['method']['act_method']} activations), float {m['fallback']['unit']}s "
+                   f"{m['fallback']['float_units']} (disable level {m['fallback']['disable_level']}, chosen by "
+                   f"{m['fallback']['chosen_by']}), {s['bytes'] / 2**20:.1f} MiB, {s['seconds']:.0f} s")
+        typer.echo(f"check it with: compress verify {out}    run it with: runtime run --quant {out}")

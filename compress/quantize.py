@@ -1,0 +1,259 @@
+"""`compress quantize`: anti-outlier W8A8 with measured float fallback, written as a versioned artifact.
+
+Stages: calibration samples -> activation statistics (transformers + hooks) -> per group: smoothing
+strength and activation range by measured output error, folded into the float model -> int8 tensors
+-> sensitivity of every unit -> float fallback (disable level) -> artifact (runtime/quant/artifact.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.errors import UserError
+from runtime.quant import qmath
+from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha256_file, write_manifest,
+                                    write_quant_tensors)
+
+from .search import GroupChoice, search_group
+from .smooth import fold_group
+
+# group name -> (stats key suffix, parts with their block)
+GROUPS = {
+    "o": ("self_attn.o_proj", ("self_attn.o_proj",)),
+    "qkv": ("self_attn.q_proj", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+    "down": ("mlp.down_proj", ("mlp.down_proj",)),
+    "gate_up": ("mlp.gate_proj", ("mlp.gate_proj", "mlp.up_proj")),
+}
+ORDER = ("o", "qkv", "down", "gate_up")  # o before qkv (it rescales v), down before gate_up (it rescales up)
+
+
+@dataclass
+class QuantizeOptions:
+    act_method: str = "static"  # "static" (per-tensor asymmetric, the guide's) or "dynamic" (per-token)
+    alphas: tuple[float, ...] = (0.0, 0.5, 0.65, 0.8, 0.9)  # smoothing strengths tried (0 = none)
+    range_search: str = "mse"  # "mse" (searched) or "minmax"
+    disable_level: int = 0
+    fallback_unit: str = "layer"  # "layer" or "linear"
+    float_units: list[str] | None = None  # set by hand: skips the choice (scores are still recorded)
+    rank_by: str = "error"  # "error" (measured KL) or "range" (activation range, msModelSlim-style)
+    calib_samples: int = 64
+    calib_seq_len: int = 512
+    seed: int = 0
+    max_rows: int = 512  # sampled activation rows per group for the searches
+    sens_samples: int = 4  # calibration samples used to score units
+
+    def check(self) -> None:
+        if self.act_method not in ("static", "dynamic"):
+            raise UserError(f"--act-method {self.act_method!r}: use static or dynamic")
+        if self.range_search not in ("mse", "minmax"):
+            raise UserError(f"--range-search {self.range_search!r}: use mse or minmax")
+        if self.fallback_unit not in ("layer", "linear"):
+            raise UserError(f"--fallback-unit {self.fallback_unit!r}: use layer or linear")
+        if self.rank_by not in ("error", "range"):
+            raise UserError(f"--rank-by {self.rank_by!r}: use error or range")
+        if any(not 0 <= a < 1 for a in self.alphas):
+            raise UserError("smoothing strengths must lie in [0, 1)")
+
+
+def parse_level(level: str | int | None) -> int:
+    if level is None:
+        return 0
+    s = str(level).strip().upper().removeprefix("L")
+    if not s.isdigit():
+        raise UserError(f"--disable-level {level!r}: use Lk with k the number of units left in float, e.g. L6")
+    return int(s)
+
+
+@dataclass
+class QuantResult:
+    float_tensors: dict[str, torch.Tensor]  # the smoothed float model (every tensor)
+    quant_tensors: dict[str, torch.Tensor]  # artifact tensors of EVERY linear (before fallback)
+    choices: dict[str, dict[str, Any]] = field(default_factory=dict)  # per group key: alpha, range, errors
+
+
+def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: QuantizeOptions,
+                     progress: bool = True) -> QuantResult:
+    """Smooth every group of every layer and make its int8 tensors (in place on `tensors`)."""
+    from tqdm import tqdm
+
+    res = QuantResult(tensors, {})
+    for i in tqdm(range(cfg.num_hidden_layers), desc="smooth+quantize", unit="layer", disable=not progress):
+        for g in ORDER:
+            key_suffix, parts = GROUPS[g]
+            key = f"model.layers.{i}.{key_suffix}"
+            st = stats[key]
+            names = [f"model.layers.{i}.{p}" for p in parts]
+            w = torch.cat([tensors[f"{n}.weight"].float() for n in names], 0)
+            gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
+            ch: GroupChoice = search_group(st.rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
+                                           opts.range_search, gqa)
+            if ch.scales is not None:
+                fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
+            if opts.act_method == "static":
+                sc, off = qmath.act_params(ch.lo, ch.hi)
+            for n in names:
+                q, ws = qmath.quantize_weight(tensors[f"{n}.weight"])
+                res.quant_tensors[f"{n}.quant_weight"] = q
+                res.quant_tensors[f"{n}.weight_scale"] = ws
+                if opts.act_method == "static":
+                    res.quant_tensors[f"{n}.input_scale"] = torch.tensor([sc], dtype=torch.float32)
+                    res.quant_tensors[f"{n}.input_offset"] = torch.tensor([off], dtype=torch.float32)
+                    res.quant_tensors[f"{n}.deq_scale"] = (ws * sc).float()
+                res.quant_tensors[f"{n}.fp_bias"] = torch.zeros(q.shape[0], dtype=torch.float32)
+            raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
+            res.choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
+                                "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range}
+    return res
+
+
+def module_names(cfg) -> list[str]:
+    return [f"model.layers.{i}.{p}" for i in range(cfg.num_hidden_layers) for g in ORDER for p in GROUPS[g][1]]
+
+
+def reference_model(cfg, res: QuantResult, split_parts: bool):
+    from runtime.model import Llama
+    from runtime.quant.binder import QuantBinder
+
+    from .memsource import DictSource, DictTensors
+
+    b = QuantBinder(DictSource(cfg, res.float_tensors), DictTensors(res.quant_tensors), torch.float32, "cpu",
+                    reference=True, split_parts=split_parts)
+    return Llama(cfg, b).eval()
+
+
+def range_scores(res: QuantResult, unit: str) -> dict[str, float]:
+    from .sensitivity import unit_of
+
+    out: dict[str, float] = {}
+    for key, c in res.choices.items():
+        for part in c["group"]:
+            layer = key.split(".")[2]
+            u = unit_of(f"model.layers.{layer}.{part}", unit)
+            out[u] = max(out.get(u, 0.0), c["act_absmax"])
+    return out
+
+
+def keep_only(res: QuantResult, float_modules: set[str]) -> dict[str, torch.Tensor]:
+    """Artifact tensors without the float-fallback modules."""
+    return {k: v for k, v in res.quant_tensors.items() if k.rsplit(".", 1)[0] not in float_modules}
+
+
+def float_modules_of(units: list[str], unit: str, cfg) -> set[str]:
+    from .sensitivity import unit_of
+
+    us = set(units)
+    return {n for n in module_names(cfg) if unit_of(n, unit) in us}
+
+
+def source_checksum(hf_dir: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(list(hf_dir.glob("*.safetensors")) + list(hf_dir.glob("pytorch_model*.bin"))):
+        h.update(f.name.encode())
+        h.update(bytes.fromhex(sha256_file(f)))
+    return h.hexdigest()
+
+
+def producer_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llama-compress")
+    except Exception:  # not installed: a source checkout
+        return "0+source"
+
+
+def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: Path, opts: QuantizeOptions,
+                 overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
+    """The whole stage; returns the manifest written to `out`/artifact.json."""
+    from calibration.data import build_calibration
+    from calibration.stats import collect_stats, load_hf_model
+    from runtime.atomic import atomic_dir
+    from runtime.hf_export import export_hf_dir
+    from runtime.loaders import open_source, weight_names
+
+    from .memsource import DictSource
+    from .sensitivity import choose, score_units
+
+    opts.check()
+    t0 = time.time()
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists: choose another --out or pass --force")
+    src = open_source(hf_dir)
+    cfg = src.config
+    n_units = cfg.num_hidden_layers if opts.fallback_unit == "layer" else 7 * cfg.num_hidden_layers
+    if opts.disable_level > n_units:
+        raise UserError(f"--disable-level L{opts.disable_level} exceeds the {n_units} {opts.fallback_unit} units")
+
+    log(f"[1/5] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
+    calib = build_calibration(calib_path, tokenizer, opts.calib_samples, opts.calib_seq_len, opts.seed)
+    log("[2/5] activation statistics (transformers forward with hooks)")
+    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
+    hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)
+    stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress)
+    del hf
+    log("[3/5] smoothing + int8 (per group: strength and range by measured output error)")
+    names = weight_names(cfg)
+    src_dtype = src.get(names[0]).dtype
+    tensors = {n: src.get(n).clone() for n in names}
+    res = quantize_tensors(tensors, stats, cfg, opts, progress)
+    log(f"[4/5] float fallback: {opts.fallback_unit} units, disable level L{opts.disable_level}")
+    scores: dict[str, float] = {}
+    if opts.rank_by == "range":
+        scores = range_scores(res, opts.fallback_unit)
+    elif opts.disable_level > 0 or opts.float_units is None:
+        model = reference_model(cfg, res, opts.fallback_unit == "linear")
+        sens = calib.samples[: max(1, opts.sens_samples)]
+        scores = score_units(model, sens, opts.fallback_unit, progress)
+        del model
+    if opts.float_units is not None:
+        float_units = sorted(set(str(u) for u in opts.float_units), key=lambda u: (len(u), u))
+    else:
+        float_units = choose(scores, opts.disable_level)
+    fmods = float_modules_of(float_units, opts.fallback_unit, cfg)
+    art_tensors = keep_only(res, fmods)
+    log(f"[5/5] writing {out}")
+    manifest = {
+        "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
+        "producer": {"name": "llama-compress", "version": producer_version(), "torch": torch.__version__.split("+")[0]},
+        "source": {"name": model_name, "path": str(hf_dir), "sha256": source_checksum(hf_dir),
+                   "config": cfg.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
+        "method": {
+            "name": "anti-outlier-w8a8",
+            "weights": "int8 symmetric per output channel",
+            "act_method": opts.act_method,
+            "activations": ("int8 asymmetric per tensor, static (input_scale, input_offset)"
+                            if opts.act_method == "static" else "int8 symmetric per token, dynamic"),
+            "smoothing": {"alphas_tried": list(opts.alphas), "fold": "rmsnorm (qkv, gate_up), up_proj (down), "
+                          "v_proj (o, GQA-shared)"},
+            "range_search": opts.range_search,
+            "channel_shift": False,
+            "lm_head": "float",
+            "groups": {k: {kk: vv for kk, vv in v.items()} for k, v in sorted(res.choices.items())},
+        },
+        "calibration": {"kind": calib.source, "path": calib.path, "files_sha256": calib.sha256,
+                        "tokens_sha256": calib.tokens_sha256, "samples": opts.calib_samples,
+                        "seq_len": opts.calib_seq_len, "seed": opts.seed, "rows_per_group": opts.max_rows},
+        "fallback": {"unit": opts.fallback_unit, "disable_level": f"L{len(float_units)}",
+                     "float_units": [int(u) if u.isdigit() else u for u in float_units],
+                     "chosen_by": "manual" if opts.float_units is not None else opts.rank_by,
+                     "score": ("mean KL(float || only this unit quantized) over "
+                               f"{opts.sens_samples} calibration samples") if opts.rank_by == "error"
+                     else "max |activation| of the unit's inputs",
+                     "scores": {u: scores[u] for u in sorted(scores, key=lambda u: (len(u), u))}},
+        "modules": {n: ("float" if n in fmods else "int8") for n in module_names(cfg)},
+        "tensor_parallel": None,
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        export_hf_dir(DictSource(cfg, res.float_tensors), tokenizer, tmp / ANTI_DIR, dtype=src_dtype)
+        write_quant_tensors(tmp, art_tensors)
+        manifest = write_manifest(tmp, manifest)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    manifest["_summary"] = {"seconds": time.time() - t0, "bytes": size,
+                            "int8_modules": sum(1 for v in manifest["modules"].values() if v == "int8"),
+                            "modules": len(manifest["modules"])}
+    return manifest

@@ -1,0 +1,103 @@
+"""Per-group choice of the smoothing strength and the static activation range, by measured output error.
+
+The objective is the group's own output error on the calibration rows, weight quantization included:
+    err = mean over tokens t of ||x_t W^T - Q_a(x_t / s) Q_w(W * s)^T||^2 / ||x_t W^T||^2
+Static ranges are searched (min-max shrunk jointly, then each end alone) instead of taking min-max,
+because one rare outlier token would otherwise waste most of the 256 levels on every other token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from runtime.quant import qmath
+
+from .smooth import share_over_gqa, smooth_scales
+
+JOINT = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03)
+SIDE = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25)
+
+
+@dataclass
+class GroupChoice:
+    alpha: float  # 0.0 = no smoothing
+    scales: torch.Tensor | None  # smoothing scales [in], None when alpha == 0
+    lo: float | None  # static range of the smoothed input (None for dynamic)
+    hi: float | None
+    err: float  # relative output error at the choice
+    err_minmax: float  # ... with the plain min-max range at the same alpha (static), for the record
+
+
+def _rel(y: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor) -> float:
+    """Mean over tokens of the relative output error: every token counts the same, so one outlier
+    token cannot dictate the range for all the others (a plain sum of squares would)."""
+    return float(((y - ref).pow(2).sum(-1) / ref_norm).mean())
+
+
+def _dq_weight(w: torch.Tensor) -> torch.Tensor:
+    q, s = qmath.quantize_weight(w)
+    return q.float() * s[:, None]
+
+
+def search_range(xs: torch.Tensor, wdq: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor,
+                 lo0: float, hi0: float, search: str) -> tuple[float, float, float, float]:
+    """(lo, hi, err, err_minmax) for static per-tensor asymmetric quantization of xs."""
+
+    def err(lo: float, hi: float) -> float:
+        sc, off = qmath.act_params(lo, hi)
+        return _rel(qmath.fake_act_static(xs, sc, off) @ wdq.t(), ref, ref_norm)
+
+    e_mm = err(lo0, hi0)
+    if search == "minmax":
+        return lo0, hi0, e_mm, e_mm
+    best = (e_mm, 1.0, 1.0)
+    for c in JOINT[1:]:
+        e = err(lo0 * c, hi0 * c)
+        if e < best[0]:
+            best = (e, c, c)
+    _, cl, ch = best
+    for c in SIDE:  # refine each end alone around the joint choice
+        for lo_c, hi_c in ((cl * c, ch), (cl, ch * c)):
+            if (lo_c, hi_c) == (cl, ch):
+                continue
+            e = err(lo0 * lo_c, hi0 * hi_c)
+            if e < best[0]:
+                best = (e, lo_c, hi_c)
+    e, cl, ch = best
+    return lo0 * cl, hi0 * ch, e, e_mm
+
+
+def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_max: torch.Tensor,
+                 act_method: str, alphas: tuple[float, ...], range_search: str = "mse",
+                 gqa: tuple[int, int] | None = None) -> GroupChoice:
+    """Best (alpha, range) for one group. rows: [R, in] float inputs; w: [out, in] the group's weights.
+
+    gqa=(n_heads, n_kv) for o_proj: smoothing scales are shared by the query heads of one kv head.
+    """
+    x, w = rows.float(), w.float()
+    ref = x @ w.t()
+    ref_norm = ref.pow(2).sum(-1).clamp(min=1e-12)
+    absmax = torch.maximum(ch_min.abs(), ch_max.abs())
+    best: GroupChoice | None = None
+    for a in alphas:
+        if a > 0:
+            s = smooth_scales(absmax, w, a)
+            if gqa is not None:
+                s = share_over_gqa(s, *gqa)
+            xs, ws = x / s, w * s
+            lo0, hi0 = float((ch_min / s).min()), float((ch_max / s).max())
+        else:
+            s, xs, ws = None, x, w
+            lo0, hi0 = float(ch_min.min()), float(ch_max.max())
+        wdq = _dq_weight(ws)
+        if act_method == "dynamic":
+            e = _rel(qmath.fake_act_dynamic(xs) @ wdq.t(), ref, ref_norm)
+            c = GroupChoice(a, s, None, None, e, e)
+        else:
+            lo, hi, e, e_mm = search_range(xs, wdq, ref, ref_norm, lo0, hi0, range_search)
+            c = GroupChoice(a, s, lo, hi, e, e_mm)
+        if best is None or c.err < best.err:
+            best = c
+    assert best is not None
+    return best

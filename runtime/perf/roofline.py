@@ -1,0 +1,68 @@
+"""The memory-bandwidth floor: how fast a decode step could be if it only had to read its bytes once.
+
+A batch-1 decode step reads every weight once (plus the KV cache), so its time is bounded below by
+bytes / read bandwidth. The bandwidth is measured on this machine at start-up, with the threads the
+run uses, by a plain big-tensor reduction: the same kind of streaming read a GEMV does.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+
+def measure_read_bandwidth(nbytes: int = 512 << 20, repeats: int = 7) -> float:
+    """Read bandwidth in bytes/s: median over `repeats` sums of an `nbytes` float32 tensor (far beyond L3)."""
+    x = torch.ones(nbytes // 4, dtype=torch.float32)
+    x.sum()  # first touch and warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return x.numel() * 4 / times[len(times) // 2]
+
+
+def _tensor_bytes(ts) -> int:
+    return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def weight_bytes_per_token(model: nn.Module, batch: int = 1) -> int:
+    """Bytes of weights a decode step reads: every linear and norm once, `batch` rows of the embedding.
+
+    A linear that knows its own footprint (int8 + scales, packed sparse) reports it through
+    `weight_bytes()`; anything else is counted by its parameters and buffers.
+    """
+    total = 0
+    embed = getattr(model, "embed_tokens", None)
+    if isinstance(embed, torch.Tensor):
+        total += batch * embed.shape[1] * embed.element_size()
+
+    def walk(m: nn.Module) -> None:
+        nonlocal total
+        if m is not model and callable(getattr(m, "weight_bytes", None)):
+            total += int(m.weight_bytes())
+            return
+        own = [p for n, p in m.named_parameters(recurse=False) if not (m is model and n == "embed_tokens")]
+        total += _tensor_bytes(own) + _tensor_bytes(m.buffers(recurse=False))
+        for c in m.children():
+            walk(c)
+
+    walk(model)
+    return total
+
+
+def kv_bytes_per_token(model: nn.Module, batch: int, context: float) -> float:
+    """Bytes of K and V a decode step reads at a context of `context` cached positions."""
+    cfg = model.config
+    n_layers = len(model.layers)
+    elt = torch.empty((), dtype=model.dtype).element_size()
+    return 2.0 * n_layers * batch * model.n_kv_local * context * cfg.head_dim * elt
+
+
+def decode_bytes(model: nn.Module, batch: int, seq_in: int, seq_out: int) -> float:
+    """Mean bytes read per decode step over a case's decode steps (context seq_in+1 .. seq_in+seq_out-1)."""
+    mean_context = seq_in + seq_out / 2.0
+    return weight_bytes_per_token(model, batch) + kv_bytes_per_token(model, batch, mean_context)
