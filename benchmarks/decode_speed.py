@@ -65,8 +65,22 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--decode-attention", choices=["sdpa", "matmul"], default=None,
+                    help="override runtime.model.DECODE_ATTENTION (to compare the two in one run)")
+    ap.add_argument("--no-pack", action="store_true", help="bf16 linears on F.linear instead of oneDNN-packed weights")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    import runtime.linear
+    import runtime.model
+
+    if a.no_pack:
+        runtime.linear.PACK_BF16 = False
+
+    if a.decode_attention and hasattr(runtime.model, "DECODE_ATTENTION"):
+        runtime.model.DECODE_ATTENTION = a.decode_attention
+    print(f"runtime from {runtime.model.__file__}, decode attention "
+          f"{getattr(runtime.model, 'DECODE_ATTENTION', 'sdpa (original)')}, bf16 packed linears "
+          f"{getattr(runtime.linear, 'PACK_BF16', False)}")
     from runtime.perf.roofline import decode_bytes, measure_read_bandwidth, weight_bytes_per_token
 
     bw = measure_read_bandwidth()

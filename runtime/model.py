@@ -84,19 +84,23 @@ class Attention(nn.Module):
 
 # Attention for one new token: "matmul" (two batched matmuls, GQA by grouping the query heads of a kv head,
 # no repeated K/V) or "sdpa". Chosen by measurement, see benchmarks/decode_speed.py.
-DECODE_ATTENTION = "sdpa"
+DECODE_ATTENTION = "matmul"
 
 
 def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """q [B, H, 1, hd], k/v [B, Hkv, L, hd], mask bool broadcastable to [B, 1, 1, L] or None -> [B, H, 1, hd]."""
+    """q [B, H, 1, hd], k/v [B, Hkv, L, hd] (views of the cache), mask bool broadcastable to [B, 1, 1, L] or
+    None -> [B, H, 1, hd]. Scores as (k @ q^T)^T on 3-D batches: the form that streams a strided cache view
+    at full speed (KERNELS.md: q @ k^T on the view is 2-9x slower, SDPA ~2.5x slower at decode)."""
     B, H, _, hd = q.shape
-    Hkv = k.shape[1]
-    qg = q.reshape(B, Hkv, H // Hkv, hd)  # the query heads that share a kv head become rows
-    s = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(hd ** -0.5)
+    Hkv, L = k.shape[1], k.shape[2]
+    G = H // Hkv  # query heads sharing one kv head become columns: no repeated K/V
+    qg = q.reshape(B * Hkv, G, hd)
+    s = torch.bmm(k.flatten(0, 1), qg.transpose(1, 2)).transpose(1, 2)  # [B*Hkv, G, L]
+    s = s.float().mul_(hd ** -0.5)
     if mask is not None:
-        s.masked_fill_(~mask.reshape(mask.shape[0], 1, 1, -1), float("-inf"))
+        s = s.view(B, Hkv, G, L).masked_fill_(~mask.reshape(mask.shape[0], 1, 1, L), float("-inf")).view(B * Hkv, G, L)
     p = torch.softmax(s, -1).to(v.dtype)
-    return torch.matmul(p, v).reshape(B, H, 1, hd)
+    return torch.bmm(p, v.flatten(0, 1)).view(B, H, 1, hd)
 
 
 class MLP(nn.Module):

@@ -17,7 +17,10 @@ def load_artifact_model(path: Path, dtype: torch.dtype = torch.float32, device: 
     """(model, tokenizer, description). Checks the format version and every file's sha256 first."""
     art = open_artifact(Path(path), check=check)
     src = open_source(Path(path) / ANTI_DIR)
-    binder = QuantBinder(src, art, dtype, device, reference=reference)
+    from .sparse.loading import packed_binder  # packed sparse artifacts (compress pack): issue 4 hook
+
+    binder = packed_binder(Path(path), src, art, dtype, device, reference) or \
+        QuantBinder(src, art, dtype, device, reference=reference)
     model = Llama(src.config, binder).eval()
     tok = load_tokenizer(Path(path) / ANTI_DIR)
     m = art.manifest

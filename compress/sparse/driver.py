@@ -62,6 +62,7 @@ class LayerStats:
 @dataclass
 class PruneReport:
     per_module: dict[str, dict] = field(default_factory=dict)  # name -> {"sparsity", "pattern", "method"}
+    layer_error: dict[int, float] = field(default_factory=dict)  # measure_only: layer -> ‖Δy‖² / ‖y‖²
 
 
 class _Stop(Exception):
@@ -73,8 +74,16 @@ def _layer_out(out):
 
 
 @torch.no_grad()
-def prune_model(model: nn.Module, samples: torch.Tensor, cfg: PruneConfig, progress: bool = True) -> PruneReport:
-    """Prune `model` in place (every decoder linear outside cfg.dense_layers). samples: int64 [N, T] token ids."""
+def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = True,
+                measure_only: bool = False) -> PruneReport:
+    """Prune `model` in place (every decoder linear outside cfg.dense_layers). samples: int64 [N, T] token ids
+    (or a list of [1, T]).
+
+    measure_only: leave the model unchanged and record, per decoder layer, the relative output error its pruning
+    alone causes on the dense model's activations (report.layer_error): the sensitivity that picks dense layers.
+    """
+    if isinstance(samples, (list, tuple)):
+        samples = torch.cat(list(samples), 0)
     cfg.check()
     nm = parse_pattern(cfg.pattern)
     layers = model.model.layers
@@ -104,6 +113,9 @@ def prune_model(model: nn.Module, samples: torch.Tensor, cfg: PruneConfig, progr
         layer = layers[li]
         mods = {n: layer.get_submodule(n) for n in LINEARS}
         prune_this = li not in cfg.dense_layers
+        if measure_only:
+            dense_out = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
+            saved = {n: m.weight.data.clone() for n, m in mods.items()}
         if prune_this and cfg.method != "magnitude":
             stats = {n: LayerStats(torch.zeros(m.in_features), torch.zeros(m.in_features, m.in_features)
                                    if cfg.method == "sparsegpt" else None) for n, m in mods.items()}
@@ -130,6 +142,14 @@ def prune_model(model: nn.Module, samples: torch.Tensor, cfg: PruneConfig, progr
             m.weight.data = new.to(W.dtype)
             report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": cfg.pattern,
                                        "method": cfg.method}
+        if measure_only:  # error of this layer's pruning alone; the dense outputs feed the next layer
+            num = sum(float(((_layer_out(layer(x, **kw)) - y) ** 2).sum()) for x, kw, y in zip(inps, kws, dense_out))
+            den = sum(float(((y - x) ** 2).sum()) for x, y in zip(inps, dense_out))  # the layer's own contribution
+            report.layer_error[li] = num / max(den, 1e-30)
+            for n, m in mods.items():
+                m.weight.data = saved[n]
+            inps = dense_out
+            continue
         # 2. this layer's (pruned) outputs are the next layer's inputs
         inps = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
     return report

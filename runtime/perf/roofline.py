@@ -29,29 +29,34 @@ def _tensor_bytes(ts) -> int:
     return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
-def weight_bytes_per_token(model: nn.Module, batch: int = 1) -> int:
-    """Bytes of weights a decode step reads: every linear and norm once, `batch` rows of the embedding.
+def module_weight_bytes(module: nn.Module, skip: tuple[torch.Tensor, ...] = ()) -> int:
+    """Bytes of weights inside `module`, each counted once.
 
     A linear that knows its own footprint (int8 + scales, packed sparse) reports it through
     `weight_bytes()`; anything else is counted by its parameters and buffers.
     """
     total = 0
-    embed = getattr(model, "embed_tokens", None)
-    if isinstance(embed, torch.Tensor):
-        total += batch * embed.shape[1] * embed.element_size()
+    skip_ids = {id(t) for t in skip}
 
     def walk(m: nn.Module) -> None:
         nonlocal total
-        if m is not model and callable(getattr(m, "weight_bytes", None)):
+        if callable(getattr(m, "weight_bytes", None)):
             total += int(m.weight_bytes())
             return
-        own = [p for n, p in m.named_parameters(recurse=False) if not (m is model and n == "embed_tokens")]
-        total += _tensor_bytes(own) + _tensor_bytes(m.buffers(recurse=False))
+        own = list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+        total += _tensor_bytes(t for t in own if id(t) not in skip_ids)
         for c in m.children():
             walk(c)
 
-    walk(model)
+    walk(module)
     return total
+
+
+def weight_bytes_per_token(model: nn.Module, batch: int = 1) -> int:
+    """Bytes of weights a decode step reads: every linear and norm once, `batch` rows of the embedding."""
+    embed = getattr(model, "embed_tokens", None)
+    rows = batch * embed.shape[1] * embed.element_size() if isinstance(embed, torch.Tensor) else 0
+    return rows + module_weight_bytes(model, skip=(embed,) if isinstance(embed, torch.Tensor) else ())
 
 
 def kv_bytes_per_token(model: nn.Module, batch: int, context: float) -> float:

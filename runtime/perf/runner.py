@@ -56,8 +56,8 @@ def skip_reason(engine: Engine, c: Case, headroom: float = 0.9) -> str | None:
 def weight_dtype_name(model) -> str:
     kinds = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "out_splits")})
     base = DTYPE_NAMES.get(model.dtype, str(model.dtype))
-    float_only = kinds == ["FloatLinear"]
-    return base if float_only else f"{base}+{'/'.join(k for k in kinds if k != 'FloatLinear')}"
+    other = [k for k in kinds if k not in ("FloatLinear", "PackedLinear")]
+    return f"{base}+{'/'.join(other)}" if other else base
 
 
 def run_case(engine: Engine, c: Case, floor_bw: float, weight_dtype: str, seed: int = 0) -> PerfRow:

@@ -1,0 +1,83 @@
+"""`compress sparse --model 7b --sparsity 0.5 [--pattern unstructured|2:4] [--disable-level Lk]`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from runtime.commands import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sparse")
+    @user_errors
+    def sparse(
+        model: Optional[str] = typer.Option(None, help="preset (7b, 13b, smollm2-135m, stories260k) or a path"),
+        weights: Optional[str] = typer.Option(None, help="override a preset's weights path"),
+        tokenizer: Optional[str] = typer.Option(None, help="tokenizer, if the checkpoint has none"),
+        out: Optional[Path] = typer.Option(None, help="artifact directory (default: <model>-sparse-<pattern>-<level>)"),
+        sparsity: float = typer.Option(0.5, help="fraction of weights set to zero in every pruned linear"),
+        pattern: str = typer.Option("unstructured", help="unstructured (per output row) or N:M, e.g. 2:4"),
+        method: str = typer.Option("wanda", help="wanda (|W|·‖X‖), magnitude (|W|) or sparsegpt (OBS update)"),
+        disable_level: Optional[str] = typer.Option(None, help="Lk: k decoder layers stay dense and float "
+                                                     "(chosen by measured pruning error; default: the preset's)"),
+        float_layers: Optional[str] = typer.Option(None, help="comma-separated layers kept dense and float, by hand"),
+        dense_layers: Optional[str] = typer.Option(None, help="extra layers kept dense but int8 (sensitive layers)"),
+        act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
+        smooth: bool = typer.Option(True, help="anti-outlier smoothing (--no-smooth: plain W8A8)"),
+        calib_data: Optional[Path] = typer.Option(None, help="C-Eval directory or text files (default: preset's)"),
+        calib_samples: Optional[int] = typer.Option(None, help="calibration sequences"),
+        calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
+        seed: Optional[int] = typer.Option(None),
+        threads: Optional[int] = typer.Option(None, help="CPU threads"),
+        force: bool = typer.Option(False, help="replace an existing --out"),
+    ) -> None:
+        """Prune (calibration-aware), then anti-outlier W8A8: an artifact of the same format as compress quantize."""
+        import torch
+
+        from compress.quantize import QuantizeOptions, parse_level
+        from compress.sparse.driver import PruneConfig
+        from compress.sparse.stage import run_sparse
+        from runtime.errors import UserError
+        from runtime.loaders import open_source
+        from runtime.loading import imported_dir, tokenizer_for
+        from runtime.presets import expand, resolve_model
+
+        if threads:
+            torch.set_num_threads(threads)
+
+        def ints(s: str, what: str) -> list[int]:
+            try:
+                return [int(u) for u in s.split(",") if u.strip()]
+            except ValueError:
+                raise UserError(f"--{what} {s!r}: give layer numbers like 0,1,29") from None
+
+        ref = resolve_model(model, weights, tokenizer)
+        pq = ref.preset.quantize if ref.preset else {}
+        opts = QuantizeOptions()
+        opts.disable_level = parse_level(disable_level if disable_level is not None else pq.get("disable_level", "L0"))
+        opts.act_method = act_method or pq.get("act_method", "static")
+        if not smooth:
+            opts.alphas = (0.0,)
+        opts.calib_samples = calib_samples or pq.get("calib_samples", 64)
+        opts.calib_seq_len = calib_seq_len or pq.get("calib_seq_len", 512)
+        opts.seed = pq.get("seed", 0) if seed is None else seed
+        if float_layers is not None:
+            opts.float_units = [str(i) for i in ints(float_layers, "float-layers")]
+        elif pq.get("float_layers") and (disable_level is None or opts.disable_level == len(pq["float_layers"])):
+            opts.float_units = [str(u) for u in pq["float_layers"]]
+        if opts.float_units is not None:
+            opts.disable_level = len(opts.float_units)
+        pcfg = PruneConfig(sparsity, pattern, method, tuple(ints(dense_layers, "dense-layers")) if dense_layers else ())
+        calib = calib_data or expand(pq.get("calib_data", "${SHARED}/data/ceval"))
+        hf_dir = imported_dir(ref)
+        tok = tokenizer_for(ref, open_source(hf_dir))
+        out = out or Path(f"{ref.name}-sparse-{pattern.replace(':', 'of')}-L{opts.disable_level}")
+        m = run_sparse(hf_dir, ref.name, tok, out, calib, opts, pcfg, overwrite=force, progress=True, log=typer.echo)
+        s, sp = m["_summary"], m["sparsity"]
+        typer.echo(f"\nwrote {out}: {sp['method']} {sp['pattern']} sparsity {sp['achieved_mean']:.4f} (target "
+                   f"{sp['target']:g}) in every pruned linear; dense+float layers {sp['float_layers']}, dense int8 "
+                   f"layers {sorted(set(sp['dense_layers']) - set(sp['float_layers']))}; {s['bytes'] / 2**20:.1f} MiB, "
+                   f"{s['seconds']:.0f} s")
+        typer.echo(f"pack it with: compress pack {out}    run it with: runtime run --quant {out}")

@@ -1,0 +1,129 @@
+"""`compress sparse`: calibration-aware pruning, then the same anti-outlier W8A8 stages as `compress quantize`.
+
+Order: calibration set -> dense layers (float fallback) -> prune the float model layer by layer (Wanda /
+magnitude / SparseGPT) -> compress.quantize.run_quantize on the pruned model (its activation statistics, smoothing,
+int8, fallback and artifact writer, unchanged) -> the manifest gains a "sparsity" section. Smoothing and int8
+rounding never turn a zero into a non-zero, so the pattern survives; int8 rounding may add a few zeros, which the
+manifest records separately.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.errors import UserError
+
+from .driver import LINEARS, PruneConfig, prune_model
+from .masks import check_pattern, parse_pattern
+
+
+def choose_dense_layers(hf, samples, pcfg: PruneConfig, k: int, progress: bool) -> tuple[list[int], dict[int, float]]:
+    """The k decoder layers whose pruning alone hurts their output most (measured with Wanda masks: cheap)."""
+    if k <= 0:
+        return [], {}
+    mcfg = dataclasses.replace(pcfg, method="magnitude" if pcfg.method == "magnitude" else "wanda", dense_layers=())
+    rep = prune_model(hf, samples, mcfg, progress, measure_only=True)
+    order = sorted(rep.layer_error, key=lambda i: -rep.layer_error[i])
+    return sorted(order[:k]), rep.layer_error
+
+
+def int8_sparsity(quant_tensors: dict[str, torch.Tensor], nm: tuple[int, int] | None) -> dict[str, Any]:
+    out = {}
+    for name, q in sorted(quant_tensors.items()):
+        mod = name[: -len(".quant_weight")]
+        d = {"int8_sparsity": round(float((q == 0).float().mean()), 6)}
+        if nm is not None:
+            d["pattern_ok"] = check_pattern(q, *nm)
+        out[mod] = d
+    return out
+
+
+def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: Path, qopts, pcfg: PruneConfig,
+               overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
+    """The whole stage; returns the manifest written to `out`/artifact.json."""
+    from calibration.data import build_calibration
+    from calibration.stats import load_hf_model
+    from compress.memsource import DictSource
+    from compress.quantize import run_quantize, source_checksum
+    from runtime.atomic import atomic_dir
+    from runtime.hf_export import export_hf_dir
+    from runtime.loaders import open_source, weight_names
+    from runtime.quant.artifact import MANIFEST, open_artifact, write_manifest
+
+    pcfg.check()
+    qopts.check()
+    t0 = time.time()
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists: choose another --out or pass --force")
+    src = open_source(hf_dir)
+    cfg = src.config
+    if qopts.fallback_unit != "layer":
+        raise UserError("compress sparse keeps whole decoder layers dense and float: use --fallback-unit layer")
+    log(f"[sparse 1/3] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
+    calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
+    hf = load_hf_model(hf_dir, torch.float32)
+    scores: dict[int, float] = {}
+    if qopts.float_units is not None:
+        dense = sorted(int(u) for u in qopts.float_units)
+        chosen_by = "manual"
+    else:
+        dense, scores = choose_dense_layers(hf, calib.samples, pcfg, qopts.disable_level, progress)
+        chosen_by = "pruning error (relative output error of the layer pruned alone, Wanda masks)"
+    extra = sorted(set(pcfg.dense_layers) - set(dense))
+    pcfg = dataclasses.replace(pcfg, dense_layers=tuple(sorted(set(dense) | set(pcfg.dense_layers))))
+    log(f"[sparse 2/3] pruning {pcfg.method} {pcfg.pattern} {pcfg.sparsity:g}; dense+float layers {dense}"
+        + (f", dense int8 layers {extra}" if extra else ""))
+    rep = prune_model(hf, calib.samples, pcfg, progress)
+    tensors = {n: src.get(n).clone() for n in weight_names(cfg)}
+    for li, layer in enumerate(hf.model.layers):
+        for n in LINEARS:
+            tensors[f"model.layers.{li}.{n}.weight"] = layer.get_submodule(n).weight.data.to(tensors[
+                f"model.layers.{li}.{n}.weight"].dtype).clone()
+    del hf
+    log("[sparse 3/3] anti-outlier W8A8 on the pruned model (compress quantize's stages)")
+    qopts = dataclasses.replace(qopts, float_units=[str(i) for i in dense], disable_level=len(dense))
+    with tempfile.TemporaryDirectory(prefix=".sparse-", dir=out.parent if out.parent.exists() else None) as td:
+        pruned_dir = Path(td) / "pruned"
+        export_hf_dir(DictSource(cfg, tensors), tokenizer, pruned_dir, dtype=tensors[weight_names(cfg)[0]].dtype)
+        stage = Path(td) / "stage"
+        run_quantize(pruned_dir, model_name, tokenizer, stage, calib_path, qopts, overwrite=True, progress=progress,
+                     log=lambda s: log("    " + s))
+        art = open_artifact(stage, check=True)
+        q = {f"{m}.quant_weight": art.tensor(f"{m}.quant_weight")
+             for m in (n.rsplit(".", 1)[0] for n in art.names() if n.endswith(".quant_weight"))}
+        nm = parse_pattern(pcfg.pattern)
+        i8 = int8_sparsity(q, nm)
+        m = {k: v for k, v in art.manifest.items() if k != "files"}
+        m["source"] = {**m["source"], "path": str(hf_dir), "sha256": source_checksum(hf_dir)}
+        m["method"] = {**m["method"], "name": "sparse-anti-outlier-w8a8"}
+        m["fallback"] = {**m["fallback"], "chosen_by": chosen_by,
+                         "score": "relative output error of the decoder layer pruned alone" if scores else "manual",
+                         "scores": {str(k): v for k, v in sorted(scores.items())}}
+        per_layer = {}
+        for name, d in rep.per_module.items():
+            per_layer[name] = {**d, **i8.get(name, {"int8_sparsity": None})}
+        pruned = [d for d in rep.per_module.values() if d["pattern"] != "dense"]
+        m["sparsity"] = {
+            "method": pcfg.method, "pattern": pcfg.pattern, "target": pcfg.sparsity,
+            "importance": {"wanda": "|W|·‖X‖₂ per output row", "magnitude": "|W| per output row",
+                           "sparsegpt": "OBS w²/[H⁻¹]²_jj with weight update"}[pcfg.method],
+            "dense_layers": list(pcfg.dense_layers), "float_layers": dense,
+            "achieved_mean": round(sum(d["sparsity"] for d in pruned) / max(1, len(pruned)), 6),
+            "sparsegpt": {"percdamp": pcfg.percdamp, "blocksize": pcfg.blocksize} if pcfg.method == "sparsegpt" else None,
+            "per_module": per_layer,
+        }
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            for p in stage.iterdir():
+                if p.name != MANIFEST:
+                    shutil.move(str(p), tmp / p.name)
+            m = write_manifest(tmp, m)
+    size = sum(f["bytes"] for f in m["files"].values())
+    m["_summary"] = {"seconds": time.time() - t0, "bytes": size, "dense_layers": list(pcfg.dense_layers),
+                     "achieved": m["sparsity"]["achieved_mean"]}
+    return m
