@@ -130,6 +130,9 @@ def cut_artifact(src: Path, world: int, out: Path, overwrite: bool = False, prog
         save_tensors, write_manifest
 
     art = open_artifact(src)  # refuses a damaged or unknown-version artifact
+    if "packing" in art.manifest:  # packed rows cannot be cut by columns: pack is the last stage
+        raise UserError(f"{src} is a packed artifact (compress pack): cut the artifact before packing it — "
+                        "`compress unpack` it, cut that, then pack the cut directory (each rank is packed)")
     fsrc = open_source(src / ANTI_DIR)
     plan = TPPlan.make(fsrc.config, world)
     sha = sha256_file(src / ART_MANIFEST)  # the manifest holds every file's sha256

@@ -1,7 +1,7 @@
 """Per-group choice of the smoothing strength and the static activation range, by measured output error.
 
 The objective is the group's own output error on the calibration rows, weight quantization included:
-    err = mean over tokens t of ||x_t W^T - Q_a(x_t / s) Q_w(W * s)^T||^2 / ||x_t W^T||^2
+    err = ||X W^T - Q_a(X / s) Q_w(W * s)^T||^2 / ||X W^T||^2   (summed over all tokens)
 Static ranges are searched (min-max shrunk jointly, then each end alone) instead of taking min-max,
 because one rare outlier token would otherwise waste most of the 256 levels on every other token.
 """
@@ -30,9 +30,10 @@ class GroupChoice:
 
 
 def _rel(y: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor) -> float:
-    """Mean over tokens of the relative output error: every token counts the same, so one outlier
-    token cannot dictate the range for all the others (a plain sum of squares would)."""
-    return float(((y - ref).pow(2).sum(-1) / ref_norm).mean())
+    """Total squared output error relative to the total output energy. Measured: the per-token mean of
+    relative errors clips the rare massive-activation tokens (attention sinks) and costs far more
+    perplexity (SmolLM2: +329% vs +99% for min-max), so outlier tokens must keep their weight."""
+    return float((y - ref).pow(2).sum() / ref_norm)
 
 
 def _dq_weight(w: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_m
     """
     x, w = rows.float(), w.float()
     ref = x @ w.t()
-    ref_norm = ref.pow(2).sum(-1).clamp(min=1e-12)
+    ref_norm = ref.pow(2).sum().clamp(min=1e-12)
     absmax = torch.maximum(ch_min.abs(), ch_max.abs())
     best: GroupChoice | None = None
     for a in alphas:

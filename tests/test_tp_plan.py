@@ -82,15 +82,15 @@ def test_cut_writes_units_and_manifest(tmp_path):
     assert manifest == m and m["world_size"] == 2 and m["kind"] == "float" and len(m["source"]["sha256"]) == 64
     for rel, info in m["files"].items():
         assert sha256_file(tmp_path / "c" / rel) == info["sha256"]
-    units = [load_file(str(next((tmp_path / "c" / f"rank{r}").glob("*.safetensors")))) for r in range(2)]
+    units = [load_file(str(next((tmp_path / "c" / f"rank_{r}").glob("*.safetensors")))) for r in range(2)]
     full = open_source(src)
     for name in ("model.layers.1.self_attn.q_proj.weight", "model.layers.0.mlp.up_proj.weight", "lm_head.weight"):
         assert torch.equal(torch.cat([u[name] for u in units]), full.get(name)), name
     assert torch.equal(torch.cat([u["model.layers.0.mlp.down_proj.weight"] for u in units], 1),
                        full.get("model.layers.0.mlp.down_proj.weight"))
-    assert json.loads((tmp_path / "c" / "rank1" / "unit.json").read_text())["rank"] == 1
+    assert json.loads((tmp_path / "c" / "rank_1" / "unit.json").read_text())["rank"] == 1
     # a changed byte in a unit is caught before loading
-    f = next((tmp_path / "c" / "rank1").glob("*.safetensors"))
+    f = next((tmp_path / "c" / "rank_1").glob("*.safetensors"))
     b = bytearray(f.read_bytes())
     b[-1] ^= 1
     f.write_bytes(bytes(b))

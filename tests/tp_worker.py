@@ -36,7 +36,7 @@ def main() -> None:
             from runtime.quant.artifact import ANTI_DIR, open_artifact
 
             p = Path(job["path"])
-            model = build_tp_model(open_source(p / ANTI_DIR), sub, torch.float32, open_artifact(p))
+            model = build_tp_model(open_source(p / ANTI_DIR), sub, torch.float32, open_artifact(p), artifact_root=p)
         else:
             from runtime.loaders import open_source
 

@@ -38,6 +38,19 @@ def _ranks(root: Path) -> list[Path]:
     return ranks
 
 
+def _refresh_cut_manifest(root: Path) -> None:
+    """A cut directory's cut.json lists every file's sha256: re-hash after the ranks changed (same rules as cut)."""
+    from runtime.parallel.cutdir import MANIFEST as CUT_MANIFEST, sha256_file
+
+    mf = root / CUT_MANIFEST
+    if not mf.exists():
+        return
+    m = json.loads(mf.read_text())
+    m["files"] = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                  for p in sorted(root.rglob("*")) if p.is_file() and p != mf}
+    mf.write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+
+
 def _copy_except(src: Path, dst: Path, skip: set[str]) -> None:
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src).as_posix()
@@ -96,11 +109,13 @@ def pack_artifact(src: Path, out: Path, codec: str = "none", overwrite: bool = F
     ranks = _ranks(src)
     res = []
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        _copy_except(src, tmp, {r.relative_to(src).as_posix() for r in ranks if r != src})
+        if ranks != [src]:  # a cut artifact: files beside the rank directories are copied as they are
+            _copy_except(src, tmp, {r.relative_to(src).as_posix() for r in ranks})
         for r in ranks:
             dst = tmp if r == src else tmp / r.name
             dst.mkdir(exist_ok=True)
             res.append(_pack_one(r, dst, codec, progress))
+        _refresh_cut_manifest(tmp)
     return res
 
 
@@ -124,8 +139,10 @@ def unpack_artifact(src: Path, out: Path, overwrite: bool = False, progress: boo
     src, out = Path(src), Path(out)
     ranks = _ranks(src)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        _copy_except(src, tmp, {r.relative_to(src).as_posix() for r in ranks if r != src})
+        if ranks != [src]:  # a cut artifact: files beside the rank directories are copied as they are
+            _copy_except(src, tmp, {r.relative_to(src).as_posix() for r in ranks})
         for r in ranks:
             dst = tmp if r == src else tmp / r.name
             dst.mkdir(exist_ok=True)
             _unpack_one(r, dst, progress)
+        _refresh_cut_manifest(tmp)

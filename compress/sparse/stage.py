@@ -67,7 +67,8 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
         raise UserError("compress sparse keeps whole decoder layers dense and float: use --fallback-unit layer")
     log(f"[sparse 1/3] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
-    hf = load_hf_model(hf_dir, torch.float32)
+    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16  # as compress quantize: 7B+ runs in bf16
+    hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)  # scores and updates are float32
     scores: dict[int, float] = {}
     if qopts.float_units is not None:
         dense = sorted(int(u) for u in qopts.float_units)

@@ -2,10 +2,10 @@
 
     cut.json        format name/version, world_size, kind ("float" | "artifact"), the source and its
                     sha256, the slicing plan (KV-head rule applied), and the sha256 of every file
-    rank0/ ...      rank 0's unit: a float unit (config.json of the full model, this rank's slices in
+    rank_0/ ...     rank 0's unit: a float unit (config.json of the full model, this rank's slices in
                     model-*.safetensors, tokenizer files, unit.json) or, for an artifact, a complete
                     artifact directory whose artifact.json carries "tensor_parallel": {rank, world_size}
-    rank1/ ...
+    rank_1/ ...
 
 Units keep the checkpoint's tensor names; only their shapes are the rank's slice.
 """
@@ -33,7 +33,7 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def unit_dir(root: Path, rank: int) -> Path:
-    return Path(root) / f"rank{rank}"
+    return Path(root) / f"rank_{rank}"
 
 
 def is_cut_dir(path: str | Path | None) -> bool:

@@ -18,21 +18,39 @@ from .plan import TPPlan
 from .sources import CutUnitSource, SlicedSource, SlicedTensors
 
 
-def build_tp_model(source, ctx: TPContext, dtype: torch.dtype, quant_tensors=None, presliced: bool = False) -> Llama:
+def build_tp_model(source, ctx: TPContext, dtype: torch.dtype, quant_tensors=None, presliced: bool = False,
+                   artifact_root: Path | None = None) -> Llama:
     """The rank's Llama. `source` holds float tensors (uncut, or this rank's unit when `presliced`);
-    `quant_tensors`, when given, is an artifact reader (has/tensor) whose int8 linears are used."""
+    `quant_tensors`, when given, is an artifact reader (has/tensor) whose int8 linears are used;
+    `artifact_root` lets a packed-sparse artifact be recognised (see _quant_binder)."""
     plan = TPPlan.make(source.config, ctx.world)
-    if not presliced:
-        source = SlicedSource(source, plan, ctx.rank)
-        if quant_tensors is not None:
-            quant_tensors = SlicedTensors(quant_tensors, plan, ctx.rank)
     if quant_tensors is None:
-        inner = FloatBinder(source, dtype, ctx.device)
+        inner = FloatBinder(source if presliced else SlicedSource(source, plan, ctx.rank), dtype, ctx.device)
     else:
-        from ..quant.binder import QuantBinder
-
-        inner = QuantBinder(source, quant_tensors, dtype, ctx.device)
+        inner = _quant_binder(source, quant_tensors, plan, ctx, dtype, presliced, artifact_root)
     return Llama(source.config, TPBinder(inner, plan, ctx.rank, ctx.group)).eval()
+
+
+def _quant_binder(source, art, plan: TPPlan, ctx: TPContext, dtype: torch.dtype, presliced: bool,
+                  root: Path | None):
+    """QuantBinder over sliced tensors. A packed (compress pack) artifact: a cut unit is packed per rank,
+    so its own sparse binder runs it as it is; an uncut packed artifact is unpacked to dense int8 at load
+    (its packed rows cannot be cut by columns) and then sliced like any other."""
+    from ..quant.binder import QuantBinder
+
+    packing = None
+    if root is not None:
+        from ..sparse.artifact import PackedTensors, UnpackingAccessor, packing_of
+        from ..sparse.loading import packed_binder
+
+        packing = packing_of(art.manifest)
+        if packing is not None and presliced:
+            return packed_binder(root, source, art, dtype, ctx.device)
+        if packing is not None:
+            art = UnpackingAccessor(art, PackedTensors(root, packing))
+    if presliced:
+        return QuantBinder(source, art, dtype, ctx.device)
+    return QuantBinder(SlicedSource(source, plan, ctx.rank), SlicedTensors(art, plan, ctx.rank), dtype, ctx.device)
 
 
 def _barrier(ctx: TPContext) -> None:
@@ -47,15 +65,17 @@ def load_cut_unit(root: Path, ctx: TPContext, dtype: torch.dtype):
         raise UserError(f"{root} was cut for {m['world_size']} ranks but this run has {ctx.world}: launch "
                         f"torchrun with {m['world_size']} processes in all (--nnodes x --nproc-per-node), or re-cut "
                         f"with compress cut --tp {ctx.world}")
-    verify_unit(root, m, ctx.rank)
+    if m["kind"] != "artifact":
+        verify_unit(root, m, ctx.rank)
     unit = unit_dir(root, ctx.rank)
     if m["kind"] == "artifact":
-        from ..quant.artifact import ANTI_DIR, ArtifactReader, read_manifest
+        from ..quant.artifact import ANTI_DIR, open_artifact
 
         fdir = unit / ANTI_DIR
         plan = TPPlan.make(ModelConfig.load(fdir), ctx.world)
-        art = ArtifactReader(unit, read_manifest(unit))
-        model = build_tp_model(CutUnitSource(fdir, plan, ctx.rank), ctx, dtype, art, presliced=True)
+        art = open_artifact(unit)  # its own artifact.json is authoritative (compress pack rewrites it)
+        model = build_tp_model(CutUnitSource(fdir, plan, ctx.rank), ctx, dtype, art, presliced=True,
+                               artifact_root=unit)
         return model, fdir, m
     plan = TPPlan.make(ModelConfig.load(unit), ctx.world)
     return build_tp_model(CutUnitSource(unit, plan, ctx.rank), ctx, dtype, presliced=True), unit, m
@@ -82,7 +102,7 @@ def load_tp(model: str | None, weights: str | None, tokenizer: str | None, quant
         art = open_artifact(Path(quant))
         src = open_source(Path(quant) / ANTI_DIR)
         tok = load_tokenizer(tokenizer or Path(quant) / ANTI_DIR)
-        return build_tp_model(src, ctx, dtype, art), tok, f"artifact {quant} sliced at load, {tag}"
+        return build_tp_model(src, ctx, dtype, art, artifact_root=Path(quant)), tok, f"artifact {quant} sliced at load, {tag}"
     ref = resolve_model(model, weights, tokenizer)
     if ctx.rank != 0:  # rank 0 imports a GGUF / llama2.c checkpoint into the cache once, the others wait
         _barrier(ctx)

@@ -56,8 +56,7 @@ class PackedSparseInt8Linear(nn.Module):
         self.static = input_scale is not None
         self.scale = float(input_scale) if self.static else None
         self.offset = int(input_offset) if self.static else None
-        if self.static:  # one float per output, computed once: scale_x · scale_w (the guide's deq_scale)
-            self.register_buffer("deq", self.weight_scale * self.scale, persistent=False)
+        if self.static:
             self.register_buffer("zp_rowsum", (self.offset + 128) * self.rowsum, persistent=False)
         self.out_splits = tuple(out_splits)
         self.in_features = self.cols
@@ -79,7 +78,8 @@ class PackedSparseInt8Linear(nn.Module):
         if self.static:
             codes = torch.clamp(torch.round(x2 * (1.0 / self.scale)) + self.offset, qmath.QMIN, qmath.QMAX)
             acc = sparse_u8s8_mm(self._u8(codes), self.mask, self.values, self.row_ptr)
-            y = (acc.to(torch.int64) - self.zp_rowsum).float() * self.deq
+            # acc·scale_x·scale_w in that order, as oneDNN's dense int8 linear does: same bits, same logits
+            y = (acc.to(torch.int64) - self.zp_rowsum).float() * self.scale * self.weight_scale
         else:
             s = qmath.dynamic_scales(x2)
             codes = torch.clamp(torch.round(x2 / s), -127, 127)
