@@ -106,3 +106,26 @@ def test_cut_refuses_bad_size_and_writes_nothing(tmp_path):
     with pytest.raises(UserError, match="does not divide the model's 8 attention heads"):
         cut(str(src), 3, tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_cut_artifact_units_are_artifacts_and_packed_input_is_refused(tmp_path):
+    from compress.cut import cut
+    from compress.pack.artifact import pack_artifact
+    from runtime.quant.artifact import open_artifact
+    from tp_helpers import make_w8a8_artifact
+
+    src = make_tiny_hf(tmp_path / "m", heads=8, kv_heads=4, hidden=64, inter=128)
+    art = make_w8a8_artifact(src, tmp_path / "a", torch.randint(3, 256, (2, 16)))
+    cut(str(art), 2, tmp_path / "c", progress=False)
+    full = open_artifact(art)
+    units = [open_artifact(tmp_path / "c" / f"rank_{r}") for r in range(2)]  # each checks its own sha256s
+    assert [u.manifest["tensor_parallel"]["rank"] for u in units] == [0, 1]
+    n = "model.layers.0.mlp.down_proj"
+    assert torch.equal(torch.cat([u.tensor(f"{n}.quant_weight") for u in units], 1), full.tensor(f"{n}.quant_weight"))
+    assert all(torch.equal(u.tensor(f"{n}.weight_scale"), full.tensor(f"{n}.weight_scale")) for u in units)
+    n = "model.layers.1.self_attn.k_proj"
+    assert torch.equal(torch.cat([u.tensor(f"{n}.deq_scale") for u in units]), full.tensor(f"{n}.deq_scale"))
+    pack_artifact(art, tmp_path / "p", progress=False)
+    with pytest.raises(UserError, match="packed artifact"):
+        cut(str(tmp_path / "p"), 2, tmp_path / "c2", progress=False)
+    assert not (tmp_path / "c2").exists()

@@ -1,7 +1,7 @@
 """Tensor parallelism under torchrun: TP=2/3/4 give the output_ids of TP=1 (the plain runtime).
 
-One torchrun launch with 4 CPU processes (gloo) runs every job (tests/tp_worker.py): float and W8A8,
-sliced at load time and from `compress cut` directories, a 32-head / 8-KV-head random model, SmolLM2
+One torchrun launch with 4 CPU processes (gloo) runs every job (tests/tp_worker.py): float, W8A8 and
+packed W8A8 (cut, then packed rank by rank; or sliced at load), sliced at load time and from `compress cut` directories, a 32-head / 8-KV-head random model, SmolLM2
 with TP=3, and the KV-head rule's replicated cases (N > KV heads; N not dividing the KV heads).
 """
 import json
@@ -21,13 +21,15 @@ NEW = 24
 
 
 def reference(path: Path, ids: torch.Tensor, new: int, artifact: bool = False) -> list:
-    """TP=1: the plain single-process runtime."""
+    """TP=1: the plain single-process runtime (packed artifacts through their own sparse binder)."""
     if artifact:
         from runtime.quant.artifact import ANTI_DIR, open_artifact
         from runtime.quant.binder import QuantBinder
+        from runtime.sparse.loading import packed_binder
 
         src = open_source(path / ANTI_DIR)
-        binder: Binder = QuantBinder(src, open_artifact(path))
+        art = open_artifact(path)
+        binder: Binder = packed_binder(path, src, art, torch.float32, "cpu") or QuantBinder(src, art)
         model = Llama(src.config, binder).eval()
         assert {k for n, k in binder.kinds.items() if n != "lm_head"} == {"int8"}  # really the int8 path
     else:
@@ -53,6 +55,10 @@ def runs(tmp_path_factory, smollm2_hf_dir):
     art = make_w8a8_artifact(r32, tmp / "r32-w8a8", torch.randint(3, 256, (4, 32), generator=gen))
     cut(str(r32), 2, tmp / "r32-cut2", progress=False)
     cut(str(art), 2, tmp / "w8a8-cut2", progress=False)
+    from compress.pack.artifact import pack_artifact
+
+    pack_artifact(art, tmp / "w8a8-packed", progress=False)  # TP=1 reference of the packed units
+    pack_artifact(tmp / "w8a8-cut2", tmp / "w8a8-cut2-packed", progress=False)  # cut, then pack rank by rank
     smol_ids = torch.tensor([tokenizer_for(resolve_model(str(smollm2_hf_dir))).encode("The capital of France is")])
     specs = [  # (name, ranks, kind, path, ids, reference path, artifact?)
         ("float_tp4", [0, 1, 2, 3], "float", r32, ids, r32, False),
@@ -61,6 +67,8 @@ def runs(tmp_path_factory, smollm2_hf_dir):
         ("w8a8_tp4", [0, 1, 2, 3], "artifact", art, ids, art, True),
         ("w8a8_tp2", [0, 1], "artifact", art, ids, art, True),
         ("w8a8_tp2_cut", [2, 3], "cut", tmp / "w8a8-cut2", ids, art, True),
+        ("packed_tp2_cut", [0, 1], "cut", tmp / "w8a8-cut2-packed", ids, tmp / "w8a8-packed", True),
+        ("packed_tp2", [2, 3], "artifact", tmp / "w8a8-packed", ids, art, True),
         ("smollm2_tp3", [0, 1, 2], "float", smollm2_hf_dir, smol_ids, smollm2_hf_dir, False),
         ("kv_fewer_than_ranks_tp4", [0, 1, 2, 3], "float", over, ids, over, False),
         ("kv_not_divisible_tp2", [0, 1], "float", mis, ids, mis, False),
@@ -89,7 +97,7 @@ def test_heads_are_split_32_8(runs):
     assert (results["float_tp2"]["n_heads_local"], results["float_tp2"]["n_kv_local"]) == (16, 4)
 
 
-@pytest.mark.parametrize("name", ["w8a8_tp4", "w8a8_tp2", "w8a8_tp2_cut"])
+@pytest.mark.parametrize("name", ["w8a8_tp4", "w8a8_tp2", "w8a8_tp2_cut", "packed_tp2_cut", "packed_tp2"])
 def test_w8a8_tp_matches_tp1(runs, name):
     results, refs = runs
     assert results[name]["output_ids"] == refs[name]
