@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument("--sens-samples", type=int, default=2)
     ap.add_argument("--rank-by", default="error")
     ap.add_argument("--unit", default="layer")
+    ap.add_argument("--gptq", default="auto", choices=["auto", "on", "off"], help="GPTQ weight rounding")
+    ap.add_argument("--float-units", default=None,
+                    help="also score every variant with these units in float (e.g. the preset's choice)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -61,13 +64,15 @@ def main() -> None:
     calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
     calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
     hf = load_hf_model(hf_dir)
-    stats = collect_stats(hf, calib.samples, 512, 0, progress=False)
+    from compress.quantize import gptq_fits
+    gptq = gptq_fits(cfg) if a.gptq == "auto" else a.gptq == "on"
+    stats = collect_stats(hf, calib.samples, 512, 0, progress=False, hessian=gptq)
     del hf
     floats = {n: src.get(n).clone() for n in weight_names(cfg)}
     levels = [int(x) for x in a.levels.split(",")]
     for v in a.variants.split(","):
         kind, act = v.split("-")
-        opts = QuantizeOptions(act_method=act, fallback_unit=a.unit)
+        opts = QuantizeOptions(act_method=act, fallback_unit=a.unit, gptq=gptq)
         if kind == "plain":
             opts.alphas, opts.range_search = (0.0,), "minmax"
         res = quantize_tensors(copy.deepcopy(floats), stats, cfg, opts, progress=False)
@@ -89,10 +94,16 @@ def main() -> None:
             sub.quant_tensors = keep_only(res, fmods)
             p = perplexity(reference_model(cfg, sub, False), wins).ppl
             report(f"{kind} W8A8 {act}", f"L{k}", p, base, f"float {a.unit}s {units}" if units else "")
-    print(f"({a.windows} windows, {time.time() - t0:.0f} s)")
+        if a.float_units:
+            units = a.float_units.split(",")
+            sub = copy.copy(res)
+            sub.quant_tensors = keep_only(res, float_modules_of(units, a.unit, cfg))
+            p = perplexity(reference_model(cfg, sub, False), wins).ppl
+            report(f"{kind} W8A8 {act}", f"L{len(units)}", p, base, f"preset's float {a.unit}s {units}")
+    print(f"({a.windows} windows, GPTQ {'on' if gptq else 'off'}, {time.time() - t0:.0f} s)")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"windows": a.windows, "rows": rows}, f, indent=1)
+            json.dump({"windows": a.windows, "gptq": gptq, "unit": a.unit, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,35 @@ class GroupStats:
     rows: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # [R, in] float32 sample
     keys: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # sampling priorities of `rows`
     tokens: int = 0
+    xtx: torch.Tensor | None = None  # [in, in] float32 sum of x^T x over all tokens (GPTQ's Hessian / 2)
+    peak_rows: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # [P, in] rows of largest absmax
+    peak_vals: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # [P] their absmax
 
     @property
     def absmax(self) -> torch.Tensor:
         return torch.maximum(self.ch_max.abs(), self.ch_min.abs())
 
+    def weighted_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows [R, in], weights [R]) whose weighted sums estimate sums over ALL calibration tokens.
+
+        Why: a few tokens (the attention sink at position 0) carry "massive activations" hundreds of times
+        larger than the rest; a uniform sample of 512 rows out of 32k tokens holds about one of them, so a
+        range search on it alone would clip them, and clipping them wrecks the model. The peak rows are
+        counted exactly (weight 1), the uniform sample stands for the other tokens."""
+        if self.peak_rows.numel() == 0:
+            return self.rows, torch.full((self.rows.shape[0],), self.tokens / max(1, self.rows.shape[0]))
+        thr = float(self.peak_vals.min())
+        rest = self.rows[self.rows.abs().amax(1) < thr]
+        n_rest = max(0, self.tokens - self.peak_rows.shape[0])
+        w_rest = torch.full((rest.shape[0],), n_rest / max(1, rest.shape[0]))
+        return torch.cat([self.peak_rows, rest]), torch.cat([torch.ones(self.peak_rows.shape[0]), w_rest])
+
 
 class StatsCollector:
-    def __init__(self, max_rows: int = 512, seed: int = 0):
+    def __init__(self, max_rows: int = 512, seed: int = 0, hessian: bool = False, peak_rows: int | None = None):
         self.max_rows = max_rows
+        self.n_peak = max(8, max_rows // 8) if peak_rows is None else peak_rows
+        self.hessian = hessian
         self.gen = torch.Generator().manual_seed(seed)
         self.stats: dict[str, GroupStats] = {}
 
@@ -51,16 +71,27 @@ class StatsCollector:
             rows, keys = rows[top], keys[top]
         g.rows, g.keys = rows.clone(), keys
         g.tokens += x.shape[0]
+        if self.n_peak > 0:  # the rows of largest absmax, exactly (ties: earliest first, deterministic)
+            pr, pv = torch.cat([g.peak_rows.reshape(-1, x.shape[1]), x]), torch.cat([g.peak_vals, x.abs().amax(1)])
+            if pv.shape[0] > self.n_peak:
+                top = pv.topk(self.n_peak, sorted=False).indices.sort().values
+                pr, pv = pr[top], pv[top]
+            g.peak_rows, g.peak_vals = pr.clone(), pv.clone()
+        if self.hessian:  # exact over every token; in^2 floats per group, so only asked for where it fits
+            xtx = x.t() @ x
+            g.xtx = xtx if g.xtx is None else g.xtx + xtx
 
 
 def collect_stats(hf_model, samples: list[torch.Tensor], max_rows: int = 512, seed: int = 0,
-                  progress: bool = True) -> dict[str, GroupStats]:
-    """Run `samples` through a transformers LlamaForCausalLM with pre-hooks on each group's first linear."""
+                  progress: bool = True, hessian: bool = False) -> dict[str, GroupStats]:
+    """Run `samples` through a transformers LlamaForCausalLM with pre-hooks on each group's first linear.
+
+    hessian=True also sums x^T x of every group input (for GPTQ)."""
     from tqdm import tqdm
 
     from runtime.errors import UserError
 
-    col = StatsCollector(max_rows, seed)
+    col = StatsCollector(max_rows, seed, hessian)
     handles = []
     for name, mod in hf_model.named_modules():
         for suffix in GROUPS:

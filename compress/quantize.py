@@ -19,6 +19,7 @@ from runtime.quant import qmath
 from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha256_file, write_manifest,
                                     write_quant_tensors)
 
+from .gptq import gptq_quantize
 from .search import GroupChoice, search_group
 from .smooth import fold_group
 
@@ -46,6 +47,7 @@ class QuantizeOptions:
     seed: int = 0
     max_rows: int = 512  # sampled activation rows per group for the searches
     sens_samples: int = 4  # calibration samples used to score units
+    gptq: bool | None = None  # GPTQ weight rounding (None: on where the Hessians fit, see gptq_fits)
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
@@ -90,14 +92,23 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             names = [f"model.layers.{i}.{p}" for p in parts]
             w = torch.cat([tensors[f"{n}.weight"].float() for n in names], 0)
             gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
-            ch: GroupChoice = search_group(st.rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
-                                           opts.range_search, gqa)
+            rows, wts = st.weighted_rows() if hasattr(st, "weighted_rows") else (st.rows, None)
+            ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
+                                           opts.range_search, gqa, wts)
             if ch.scales is not None:
                 fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
             if opts.act_method == "static":
                 sc, off = qmath.act_params(ch.lo, ch.hi)
+            h = None
+            if opts.gptq and getattr(st, "xtx", None) is not None:
+                # the smoothed input is X / s: its Hessian is H / (s s^T)
+                h = st.xtx.double() if ch.scales is None else \
+                    st.xtx.double() / (ch.scales.double()[:, None] * ch.scales.double()[None, :])
             for n in names:
-                q, ws = qmath.quantize_weight(tensors[f"{n}.weight"])
+                if h is not None:
+                    q, ws = gptq_quantize(tensors[f"{n}.weight"], h)
+                else:
+                    q, ws = qmath.quantize_weight(tensors[f"{n}.weight"])
                 res.quant_tensors[f"{n}.quant_weight"] = q
                 res.quant_tensors[f"{n}.weight_scale"] = ws
                 if opts.act_method == "static":
@@ -107,8 +118,16 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
                 res.quant_tensors[f"{n}.fp_bias"] = torch.zeros(q.shape[0], dtype=torch.float32)
             raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
             res.choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
-                                "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range}
+                                "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range,
+                                "weights": "gptq" if h is not None else "rtn"}
     return res
+
+
+def gptq_fits(cfg, budget_bytes: int = 2 << 30) -> bool:
+    """Whether the float32 input Hessians of every group (q/k/v, o, gate/up: hidden^2; down:
+    intermediate^2) fit in `budget_bytes` held at once (SmolLM2-135M: 0.4 GB; LLaMA-2-7B: 19 GB)."""
+    per_layer = 3 * cfg.hidden_size ** 2 + cfg.intermediate_size ** 2
+    return 4 * per_layer * cfg.num_hidden_layers <= budget_bytes
 
 
 def module_names(cfg) -> list[str]:
@@ -194,7 +213,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     log("[2/5] activation statistics (transformers forward with hooks)")
     big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
     hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)
-    stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress)
+    if opts.gptq is None:
+        opts.gptq = gptq_fits(cfg)
+    stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress, hessian=opts.gptq)
     del hf
     log("[3/5] smoothing + int8 (per group: strength and range by measured output error)")
     names = weight_names(cfg)
@@ -224,7 +245,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
                    "config": cfg.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
         "method": {
             "name": "anti-outlier-w8a8",
-            "weights": "int8 symmetric per output channel",
+            "weights": "int8 symmetric per output channel" + (", GPTQ rounding (damp 0.01, block 128)"
+                                                               if opts.gptq else ", round to nearest"),
+            "gptq": bool(opts.gptq),
             "act_method": opts.act_method,
             "activations": ("int8 asymmetric per tensor, static (input_scale, input_offset)"
                             if opts.act_method == "static" else "int8 symmetric per token, dynamic"),

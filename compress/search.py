@@ -29,11 +29,13 @@ class GroupChoice:
     err_minmax: float  # ... with the plain min-max range at the same alpha (static), for the record
 
 
-def _rel(y: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor) -> float:
-    """Total squared output error relative to the total output energy. Measured: the per-token mean of
-    relative errors clips the rare massive-activation tokens (attention sinks) and costs far more
-    perplexity (SmolLM2: +329% vs +99% for min-max), so outlier tokens must keep their weight."""
-    return float((y - ref).pow(2).sum() / ref_norm)
+def _rel(y: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor, wts: torch.Tensor | None = None) -> float:
+    """Total squared output error relative to the total output energy (rows weighted by `wts`, the number
+    of calibration tokens each stands for). Measured: the per-token mean of relative errors clips the rare
+    massive-activation tokens (attention sinks) and costs far more perplexity (SmolLM2: +329% vs +99% for
+    min-max), so outlier tokens must keep their weight."""
+    e = (y - ref).pow(2).sum(-1)
+    return float((e if wts is None else e * wts).sum() / ref_norm)
 
 
 def _dq_weight(w: torch.Tensor) -> torch.Tensor:
@@ -42,12 +44,13 @@ def _dq_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def search_range(xs: torch.Tensor, wdq: torch.Tensor, ref: torch.Tensor, ref_norm: torch.Tensor,
-                 lo0: float, hi0: float, search: str) -> tuple[float, float, float, float]:
+                 lo0: float, hi0: float, search: str,
+                 wts: torch.Tensor | None = None) -> tuple[float, float, float, float]:
     """(lo, hi, err, err_minmax) for static per-tensor asymmetric quantization of xs."""
 
     def err(lo: float, hi: float) -> float:
         sc, off = qmath.act_params(lo, hi)
-        return _rel(qmath.fake_act_static(xs, sc, off) @ wdq.t(), ref, ref_norm)
+        return _rel(qmath.fake_act_static(xs, sc, off) @ wdq.t(), ref, ref_norm, wts)
 
     e_mm = err(lo0, hi0)
     if search == "minmax":
@@ -71,14 +74,17 @@ def search_range(xs: torch.Tensor, wdq: torch.Tensor, ref: torch.Tensor, ref_nor
 
 def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_max: torch.Tensor,
                  act_method: str, alphas: tuple[float, ...], range_search: str = "mse",
-                 gqa: tuple[int, int] | None = None) -> GroupChoice:
+                 gqa: tuple[int, int] | None = None, wts: torch.Tensor | None = None) -> GroupChoice:
     """Best (alpha, range) for one group. rows: [R, in] float inputs; w: [out, in] the group's weights.
 
     gqa=(n_heads, n_kv) for o_proj: smoothing scales are shared by the query heads of one kv head.
+    wts: [R] how many calibration tokens each row stands for (None: all equal).
     """
     x, w = rows.float(), w.float()
+    wts = None if wts is None else wts.float()
     ref = x @ w.t()
-    ref_norm = ref.pow(2).sum().clamp(min=1e-12)
+    e_ref = ref.pow(2).sum(-1)
+    ref_norm = (e_ref if wts is None else e_ref * wts).sum().clamp(min=1e-12)
     absmax = torch.maximum(ch_min.abs(), ch_max.abs())
     best: GroupChoice | None = None
     for a in alphas:
@@ -93,10 +99,10 @@ def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_m
             lo0, hi0 = float(ch_min.min()), float(ch_max.max())
         wdq = _dq_weight(ws)
         if act_method == "dynamic":
-            e = _rel(qmath.fake_act_dynamic(xs) @ wdq.t(), ref, ref_norm)
+            e = _rel(qmath.fake_act_dynamic(xs) @ wdq.t(), ref, ref_norm, wts)
             c = GroupChoice(a, s, None, None, e, e)
         else:
-            lo, hi, e, e_mm = search_range(xs, wdq, ref, ref_norm, lo0, hi0, range_search)
+            lo, hi, e, e_mm = search_range(xs, wdq, ref, ref_norm, lo0, hi0, range_search, wts)
             c = GroupChoice(a, s, lo, hi, e, e_mm)
         if best is None or c.err < best.err:
             best = c

@@ -83,24 +83,24 @@ def test_batch1_batch8_and_full_recompute_agree_on_real_mmlu(smol, tmp_path):
 
 
 def test_too_long_prompts_drop_shots_and_still_agree(smol, tmp_path):
-    """With a short limit the protocol drops shots; prefix reuse then groups by shot count."""
-    model, tok = smol
-    eng = Engine(model, max_seq_len=420)
-    mm = tmp_path.parent  # unused; data from the shared folder
+    """Prompts over the limit drop shots (the protocol); prefix reuse then groups by shot count."""
+    from runtime.errors import UserError
     from runtime.mmlu.data import default_data_dir
 
-    d = default_data_dir()
-    dev = read_csv(split_path(d, "dev", "high_school_european_history"), "high_school_european_history")
-    qs = read_csv(split_path(d, "test", "high_school_european_history"), "high_school_european_history")[:200]
-    items = encode_items(tok, qs, dev, 5, "hendrycks", 420)
-    fit = [it for it in items if len(it.ids) <= 420]
-    assert len(fit) == len(items) and {it.shots for it in items} != {5}
-    for it in items[:30]:  # one more shot would not have fitted
-        if it.shots < 5:
-            assert len(tok.encode(full_prompt(it.q, dev, it.shots + 1))) > 420
+    model, tok = smol
+    d, s = default_data_dir(), "high_school_european_history"  # 5-shot prompts exceed 2048 tokens here
+    dev = read_csv(split_path(d, "dev", s), s)
+    qs = read_csv(split_path(d, "test", s), s)[:12]
+    items = encode_items(tok, qs, dev, 5, "hendrycks", 2048)
+    assert all(len(it.ids) <= 2048 and it.shots < 5 for it in items)
+    for it in items:  # one more shot would not have fitted
+        assert len(tok.encode(full_prompt(it.q, dev, it.shots + 1))) > 2048
+    with pytest.raises(UserError, match="even with no shots"):
+        encode_items(tok, qs, dev, 5, "hendrycks", 420)
+    eng = Engine(model, max_seq_len=420)  # college_medicine: 5-shot 450-574 tokens, 0-shot under 190
     subj = ["college_medicine"]
     run_mmlu(eng, tok, None, tmp_path / "p", subjects=subj, limit=6, batch=3, progress=False)
     run_mmlu(eng, tok, None, tmp_path / "f", subjects=subj, limit=6, batch=3, progress=False, prefix_cache=False)
     a, b = _rows(tmp_path / "p"), _rows(tmp_path / "f")
-    assert len({r[8] for r in a}) >= 1 and all(int(r[8]) < 5 for r in a)
+    assert len(a) == 6 and all(int(r[8]) < 5 for r in a)
     assert [r[3] for r in a] == [r[3] for r in b]

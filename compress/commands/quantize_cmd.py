@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         tokenizer: Optional[str] = typer.Option(None, help="tokenizer, if the checkpoint has none"),
         out: Optional[Path] = typer.Option(None, help="artifact directory (default: <model>-w8a8-<level>)"),
         disable_level: Optional[str] = typer.Option(None, help="Lk: leave k units in float (default: the preset's)"),
-        fallback_unit: str = typer.Option("layer", help="layer (whole decoder layers) or linear"),
+        fallback_unit: Optional[str] = typer.Option(None, help="layer (whole decoder layers) or linear "
+                                                    "(default: the preset's, else layer)"),
         float_layers: Optional[str] = typer.Option(None, help="comma-separated units to keep in float, by hand"),
         rank_by: str = typer.Option("error", help="error (measured KL, default) or range (activation range)"),
         act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
@@ -29,6 +30,8 @@ def register(app: typer.Typer) -> None:
         calib_samples: Optional[int] = typer.Option(None, help="calibration sequences"),
         calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
         sens_samples: int = typer.Option(4, help="calibration sequences used to score units"),
+        gptq: Optional[bool] = typer.Option(None, "--gptq/--no-gptq",
+                                            help="GPTQ weight rounding (default: on where the Hessians fit)"),
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
@@ -49,7 +52,9 @@ def register(app: typer.Typer) -> None:
         opts = QuantizeOptions()
         level_given = disable_level is not None
         opts.disable_level = parse_level(disable_level if level_given else pq.get("disable_level", "L0"))
+        fallback_unit = fallback_unit or pq.get("fallback_unit", "layer")
         opts.fallback_unit = fallback_unit
+        opts.gptq = gptq if gptq is not None else pq.get("gptq")
         opts.rank_by = rank_by
         opts.act_method = act_method or pq.get("act_method", "static")
         opts.range_search = range_search
