@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--sens-samples", type=int, default=2)
     ap.add_argument("--rank-by", default="error")
     ap.add_argument("--unit", default="layer")
-    ap.add_argument("--gptq", default="auto", choices=["auto", "on", "off"], help="GPTQ weight rounding")
+    ap.add_argument("--gptq", default="off", choices=["auto", "on", "off"], help="GPTQ weight rounding")
     ap.add_argument("--float-units", default=None,
                     help="also score every variant with these units in float (e.g. the preset's choice)")
     ap.add_argument("--threads", type=int, default=2)

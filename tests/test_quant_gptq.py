@@ -52,3 +52,34 @@ def test_gptq_keeps_pruned_weights_zero():
     h = x.t().double() @ x.double()
     q, _ = gptq_quantize(w, h)
     assert torch.equal(q == 0, (q == 0) | (w == 0)) and bool((q[w == 0] == 0).all())
+
+
+def test_gptq_artifact_runs_and_matches_reference(tmp_path, data_dir):
+    """End to end on stories260K: GPTQ codes differ from round-to-nearest, the artifact records it, and the
+    int8 runtime agrees with the fake-quant reference built from the same tensors."""
+    from compress.quantize import QuantizeOptions, run_quantize
+    from runtime.engine import Engine
+    from runtime.loaders import open_source
+    from runtime.loading import imported_dir, tokenizer_for
+    from runtime.presets import resolve_model
+    from runtime.quant import qmath
+    from runtime.quant_loading import load_artifact_model
+    from safetensors.torch import load_file
+
+    ref = resolve_model("stories260k")
+    hf = imported_dir(ref, progress=False)
+    tok = tokenizer_for(ref, open_source(hf))
+    opts = QuantizeOptions(calib_samples=4, calib_seq_len=96, gptq=True, alphas=(0.0,))
+    m = run_quantize(hf, "stories260k", tok, tmp_path / "a", data_dir / "ceval", opts, progress=False,
+                     log=lambda *a: None)
+    assert m["method"]["gptq"] is True
+    q = load_file(str(tmp_path / "a" / "quant_weight.safetensors"))
+    src = open_source(tmp_path / "a" / "anti_weight")
+    n = "model.layers.0.mlp.down_proj"
+    rtn, _ = qmath.quantize_weight(src.get(f"{n}.weight"))
+    assert not torch.equal(q[f"{n}.quant_weight"], rtn)
+    m8, _, _ = load_artifact_model(tmp_path / "a", torch.float32, "cpu")
+    mref, _, _ = load_artifact_model(tmp_path / "a", torch.float32, "cpu", reference=True)
+    ids = torch.tensor([tok.encode("Once upon a time there was")])
+    a, b = Engine(m8, 64).logits(ids), Engine(mref, 64).logits(ids)
+    assert (a - b).abs().max() / b.abs().max() < 1e-3

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
         sens_samples: int = typer.Option(4, help="calibration sequences used to score units"),
         gptq: Optional[bool] = typer.Option(None, "--gptq/--no-gptq",
-                                            help="GPTQ weight rounding (default: on where the Hessians fit)"),
+                                            help="GPTQ weight rounding (default: the preset's, else off)"),
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         opts.disable_level = parse_level(disable_level if level_given else pq.get("disable_level", "L0"))
         fallback_unit = fallback_unit or pq.get("fallback_unit", "layer")
         opts.fallback_unit = fallback_unit
-        opts.gptq = gptq if gptq is not None else pq.get("gptq")
+        opts.gptq = gptq if gptq is not None else pq.get("gptq", False)
         opts.rank_by = rank_by
         opts.act_method = act_method or pq.get("act_method", "static")
         opts.range_search = range_search
