@@ -12,6 +12,7 @@ import dataclasses
 import statistics
 
 import torch
+from decode_timing import time_decode  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -27,13 +28,11 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from compress.synthetic import synthetic_quant_tensors
-    from runtime.engine import Engine
     from runtime.linear import FloatBinder
     from runtime.loaders.random_weights import RandomSource
     from runtime.model import Llama
     from runtime.presets import find_preset
     from runtime.quant.binder import QuantBinder
-    from runtime.sampling import SamplingParams
 
     cfg = dataclasses.replace(find_preset(a.preset).config, num_hidden_layers=a.layers)
     src = RandomSource(cfg, seed=0, dtype=torch.bfloat16)
@@ -41,21 +40,11 @@ def main() -> None:
     qt = synthetic_quant_tensors(RandomSource(cfg, seed=0, dtype=torch.float32), a.act_method, progress=True)
     models[f"int8 W8A8 {a.act_method}"] = Llama(cfg, QuantBinder(src, qt, torch.bfloat16)).eval()
     del qt
-    ids = torch.randint(3, cfg.vocab_size, (1, a.prompt), generator=torch.Generator().manual_seed(0))
-    engines = {k: Engine(m, max_seq_len=a.prompt + a.new + 1) for k, m in models.items()}
-    for e in engines.values():
-        e.generate(ids, None, 4, SamplingParams(), ignore_eos=True)  # warm-up
-    ms: dict[str, list[float]] = {k: [] for k in engines}
-    first: dict[str, list[float]] = {k: [] for k in engines}
-    for _ in range(a.reps):
-        for k, e in engines.items():
-            g = e.generate(ids, None, a.new, SamplingParams(), ignore_eos=True)
-            ms[k].append(g.next_token_ms)
-            first[k].append(g.first_token_ms)
+    ms, first = time_decode(models, cfg.vocab_size, a.prompt, a.new, a.reps)
     print(f"{a.preset} shapes, {a.layers} layers, batch 1, prompt {a.prompt}, {a.new} new tokens, "
           f"{a.threads} threads, torch {torch.__version__}")
     base = None
-    for k in engines:
+    for k in ms:
         step = statistics.median(ms[k])
         tps = 1000 / step
         base = base or tps

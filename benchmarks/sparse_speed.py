@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 
 import torch
+from decode_timing import time_decode  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 class MemPacked:
@@ -61,13 +61,11 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from compress.synthetic import synthetic_quant_tensors
-    from runtime.engine import Engine
     from runtime.linear import FloatBinder
     from runtime.loaders.random_weights import RandomSource
     from runtime.model import Llama
     from runtime.presets import find_preset
     from runtime.quant.binder import QuantBinder
-    from runtime.sampling import SamplingParams
     from runtime.sparse import kernel
     from runtime.sparse.binder import SparseBinder
 
@@ -89,21 +87,11 @@ def main() -> None:
         wbytes[key] = sum(p.nbytes() for p in pk._p.values())
         del dt
     del qt
-    ids = torch.randint(3, cfg.vocab_size, (1, a.prompt), generator=torch.Generator().manual_seed(0))
-    engines = {k: Engine(m, max_seq_len=a.prompt + a.new + 1) for k, m in models.items()}
-    for e in engines.values():
-        e.generate(ids, None, 4, SamplingParams(), ignore_eos=True)  # warm-up
-    ms: dict[str, list[float]] = {k: [] for k in engines}
-    first: dict[str, list[float]] = {k: [] for k in engines}
-    for _ in range(a.reps):
-        for k, e in engines.items():
-            g = e.generate(ids, None, a.new, SamplingParams(), ignore_eos=True)
-            ms[k].append(g.next_token_ms)
-            first[k].append(g.first_token_ms)
+    ms, first = time_decode(models, cfg.vocab_size, a.prompt, a.new, a.reps)
     print(f"{a.preset} shapes, {a.layers} layers, batch 1, prompt {a.prompt}, {a.new} new tokens, "
           f"{a.threads} threads, torch {torch.__version__}")
     base = None
-    for k in engines:
+    for k in ms:
         step = statistics.median(ms[k])
         tps = 1000 / step
         base = base or tps

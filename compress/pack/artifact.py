@@ -105,7 +105,11 @@ def pack_artifact(src: Path, out: Path, codec: str = "none", overwrite: bool = F
     """Write the packed copy of artifact `src` to `out`; returns each rank's packing summary."""
     if codec not in CODECS:
         raise UserError(f"--codec {codec!r}: use one of {', '.join(CODECS)}")
-    src, out = Path(src), Path(out)
+    return _per_rank(Path(src), Path(out), overwrite, lambda r, dst: _pack_one(r, dst, codec, progress))
+
+
+def _per_rank(src: Path, out: Path, overwrite: bool, fn) -> list:
+    """Apply fn(rank_dir, out_dir) to an artifact, or to each rank of a cut one, writing `out` atomically."""
     ranks = _ranks(src)
     res = []
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -114,7 +118,7 @@ def pack_artifact(src: Path, out: Path, codec: str = "none", overwrite: bool = F
         for r in ranks:
             dst = tmp if r == src else tmp / r.name
             dst.mkdir(exist_ok=True)
-            res.append(_pack_one(r, dst, codec, progress))
+            res.append(fn(r, dst))
         _refresh_cut_manifest(tmp)
     return res
 
@@ -136,13 +140,4 @@ def _unpack_one(src: Path, dst: Path, progress: bool) -> None:
 
 def unpack_artifact(src: Path, out: Path, overwrite: bool = False, progress: bool = True) -> None:
     """Restore the exact unpacked artifact (quant_weight.safetensors and artifact.json as before packing)."""
-    src, out = Path(src), Path(out)
-    ranks = _ranks(src)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        if ranks != [src]:  # a cut artifact: files beside the rank directories are copied as they are
-            _copy_except(src, tmp, {r.relative_to(src).as_posix() for r in ranks})
-        for r in ranks:
-            dst = tmp if r == src else tmp / r.name
-            dst.mkdir(exist_ok=True)
-            _unpack_one(r, dst, progress)
-        _refresh_cut_manifest(tmp)
+    _per_rank(Path(src), Path(out), overwrite, lambda r, dst: _unpack_one(r, dst, progress))
