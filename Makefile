@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	bash scripts/demo.sh
+	mkdir -p out && OUT=out/smollm2-135m-w8a8 bash scripts/demo.sh
 
 test: setup
 	$(PY) -m pytest -q -ra
