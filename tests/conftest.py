@@ -61,3 +61,15 @@ def make_tiny_hf(path: Path, *, heads=4, kv_heads=4, tied=False, layers=2, hidde
                 p.normal_(0, 0.08)
     m.save_pretrained(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def stories_hf():
+    """stories260K imported once per session as an HF dir, with its tokenizer: the quantization tests' input."""
+    from runtime.loaders import open_source
+    from runtime.loading import imported_dir, tokenizer_for
+    from runtime.presets import resolve_model
+
+    ref = resolve_model("stories260k")
+    hf = imported_dir(ref, progress=False)
+    return hf, tokenizer_for(ref, open_source(hf))

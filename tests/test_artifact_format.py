@@ -10,15 +10,9 @@ from runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, data_dir):
+def two_runs(tmp_path_factory, data_dir, stories_hf):
     from compress.quantize import QuantizeOptions, run_quantize
-    from runtime.loaders import open_source
-    from runtime.loading import imported_dir, tokenizer_for
-    from runtime.presets import resolve_model
-
-    ref = resolve_model("stories260k")
-    hf = imported_dir(ref, progress=False)
-    tok = tokenizer_for(ref, open_source(hf))
+    hf, tok = stories_hf
     root = tmp_path_factory.mktemp("det")
     outs = []
     for name in ("a", "b"):

@@ -53,16 +53,10 @@ def test_int8_linear_bf16_output():
 
 
 @pytest.fixture(scope="module")
-def stories_artifacts(tmp_path_factory, data_dir):
+def stories_artifacts(tmp_path_factory, data_dir, stories_hf):
     """stories260K quantized twice: whole-layer fallback (L1) and linear fallback splitting fused groups."""
     from compress.quantize import QuantizeOptions, run_quantize
-    from runtime.loaders import open_source
-    from runtime.loading import imported_dir, tokenizer_for
-    from runtime.presets import resolve_model
-
-    ref = resolve_model("stories260k")
-    hf = imported_dir(ref, progress=False)
-    tok = tokenizer_for(ref, open_source(hf))
+    hf, tok = stories_hf
     root = tmp_path_factory.mktemp("art")
     out = {}
     for name, opts in {
