@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--act-method", default="static")
+    ap.add_argument("--hadamard", action="store_true",
+                    help="also time int8 with the online Hadamard rotation of down_proj's input (the default stage)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -40,6 +42,13 @@ def main() -> None:
     qt = synthetic_quant_tensors(RandomSource(cfg, seed=0, dtype=torch.float32), a.act_method, progress=True)
     models[f"int8 W8A8 {a.act_method}"] = Llama(cfg, QuantBinder(src, qt, torch.bfloat16)).eval()
     del qt
+    if a.hadamard:
+        from runtime.quant.qmath import hadamard_block
+        b = hadamard_block(cfg.intermediate_size)
+        qt = synthetic_quant_tensors(RandomSource(cfg, seed=0, dtype=torch.float32), a.act_method, progress=True,
+                                     hadamard_down=b)
+        models[f"int8 + hadamard {b}"] = Llama(cfg, QuantBinder(src, qt, torch.bfloat16)).eval()
+        del qt
     ms, first = time_decode(models, cfg.vocab_size, a.prompt, a.new, a.reps)
     print(f"{a.preset} shapes, {a.layers} layers, batch 1, prompt {a.prompt}, {a.new} new tokens, "
           f"{a.threads} threads, torch {torch.__version__}")

@@ -28,6 +28,10 @@ def main() -> None:
     ap.add_argument("--rank-by", default="error")
     ap.add_argument("--unit", default="layer")
     ap.add_argument("--gptq", default="off", choices=["auto", "on", "off"], help="GPTQ weight rounding")
+    ap.add_argument("--hadamard-block", type=int, default=None,
+                    help="anti-outlier variants: online Hadamard block of the down_proj input (0: off; default auto)")
+    ap.add_argument("--no-rotate-o", action="store_true", help="anti-outlier variants: no per-head rotation of o_proj")
+    ap.add_argument("--no-rotate-residual", action="store_true", help="anti-outlier variants: no residual rotation")
     ap.add_argument("--float-units", default=None,
                     help="also score every variant with these units in float (e.g. the preset's choice)")
     ap.add_argument("--threads", type=int, default=2)
@@ -63,19 +67,33 @@ def main() -> None:
     report("float", "-", base, None)
     calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
     calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
-    hf = load_hf_model(hf_dir)
     from compress.quantize import gptq_fits
+    from compress.rotate import load_into_hf, rotate_residual
     gptq = gptq_fits(cfg) if a.gptq == "auto" else a.gptq == "on"
-    stats = collect_stats(hf, calib.samples, 512, 0, progress=False, hessian=gptq)
-    del hf
     floats = {n: src.get(n).clone() for n in weight_names(cfg)}
+    prepared: dict[bool, tuple] = {}
+
+    def prepare(rotated: bool) -> tuple:
+        """(float tensors, their activation statistics, config): the residual-rotated model or the source."""
+        if rotated not in prepared:
+            t, c = floats, cfg
+            hf = load_hf_model(hf_dir)
+            if rotated:
+                t, c, _ = rotate_residual(floats, cfg)
+                load_into_hf(hf, t)
+            prepared[rotated] = (t, collect_stats(hf, calib.samples, 512, 0, progress=False, hessian=gptq), c)
+        return prepared[rotated]
+
     levels = [int(x) for x in a.levels.split(",")]
     for v in a.variants.split(","):
         kind, act = v.split("-")
-        opts = QuantizeOptions(act_method=act, fallback_unit=a.unit, gptq=gptq)
-        if kind == "plain":
-            opts.alphas, opts.range_search = (0.0,), "minmax"
-        res = quantize_tensors(copy.deepcopy(floats), stats, cfg, opts, progress=False)
+        opts = QuantizeOptions(act_method=act, fallback_unit=a.unit, gptq=gptq, hadamard_down=a.hadamard_block,
+                               rotate_o=not a.no_rotate_o, rotate_residual=not a.no_rotate_residual)
+        if kind == "plain":  # no smoothing, no rotation, min-max ranges
+            opts.alphas, opts.range_search, opts.hadamard_down, opts.rotate_o = (0.0,), "minmax", 0, False
+            opts.rotate_residual = False
+        tensors, stats, qcfg = prepare(opts.rotate_residual)
+        res = quantize_tensors(copy.deepcopy(tensors), stats, qcfg, opts, progress=False)
         scores = None
         for k in levels:
             if k == 0:
@@ -86,19 +104,19 @@ def main() -> None:
                     if a.rank_by == "range":
                         scores = range_scores(res, a.unit)
                     else:
-                        scores = score_units(reference_model(cfg, res, a.unit == "linear"),
+                        scores = score_units(reference_model(qcfg, res, a.unit == "linear"),
                                              calib.samples[: a.sens_samples], a.unit, progress=False)
                 units = choose(scores, k)
-                fmods = float_modules_of(units, a.unit, cfg)
+                fmods = float_modules_of(units, a.unit, qcfg)
             sub = copy.copy(res)
             sub.quant_tensors = keep_only(res, fmods)
-            p = perplexity(reference_model(cfg, sub, False), wins).ppl
+            p = perplexity(reference_model(qcfg, sub, False), wins).ppl
             report(f"{kind} W8A8 {act}", f"L{k}", p, base, f"float {a.unit}s {units}" if units else "")
         if a.float_units:
             units = a.float_units.split(",")
             sub = copy.copy(res)
-            sub.quant_tensors = keep_only(res, float_modules_of(units, a.unit, cfg))
-            p = perplexity(reference_model(cfg, sub, False), wins).ppl
+            sub.quant_tensors = keep_only(res, float_modules_of(units, a.unit, qcfg))
+            p = perplexity(reference_model(qcfg, sub, False), wins).ppl
             report(f"{kind} W8A8 {act}", f"L{len(units)}", p, base, f"preset's float {a.unit}s {units}")
     print(f"({a.windows} windows, GPTQ {'on' if gptq else 'off'}, {time.time() - t0:.0f} s)")
     if a.json:

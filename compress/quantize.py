@@ -21,7 +21,7 @@ from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha25
 
 from .gptq import gptq_quantize
 from .search import GroupChoice, search_group
-from .smooth import fold_group
+from .smooth import fold_group, fold_head_rotation
 
 # group name -> (stats key suffix, parts with their block)
 GROUPS = {
@@ -50,6 +50,17 @@ class QuantizeOptions:
     # GPTQ weight rounding; None: on where the Hessians fit (gptq_fits). Off by default: measured on
     # SmolLM2-135M static W8A8 it did not move perplexity (activation error dominates), and it costs time
     gptq: bool | None = False
+    # online Hadamard rotation of the down_proj input (block size; 0 = off, None = largest power of two
+    # dividing the intermediate size, at most 512). Measured on SmolLM2-135M: down_proj's input is the
+    # one site static per-tensor int8 cannot serve (it alone costs +35% perplexity); rotating it spreads
+    # each token's outlier channels over the block, so one static range fits every token.
+    hadamard_down: int | None = None
+    # per-head Hadamard rotation folded offline into v_proj rows and o_proj columns (exact in float, no
+    # run-time cost): spreads o_proj's input outliers over each head's channels
+    rotate_o: bool = True
+    # residual-stream rotation folded into every weight (compress/rotate.py; exact in float, no run-time
+    # cost): makes the q/k/v and gate/up inputs fit one static range
+    rotate_residual: bool = True
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
@@ -60,6 +71,8 @@ class QuantizeOptions:
             raise UserError(f"--fallback-unit {self.fallback_unit!r}: use layer or linear")
         if self.rank_by not in ("error", "range"):
             raise UserError(f"--rank-by {self.rank_by!r}: use error or range")
+        if self.hadamard_down and self.hadamard_down & (self.hadamard_down - 1):
+            raise UserError(f"--hadamard-block {self.hadamard_down}: must be a power of two")
         if any(not 0 <= a < 1 for a in self.alphas):
             raise UserError("smoothing strengths must lie in [0, 1)")
 
@@ -95,10 +108,14 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             w = torch.cat([tensors[f"{n}.weight"].float() for n in names], 0)
             gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
             rows, wts = st.weighted_rows() if hasattr(st, "weighted_rows") else (st.rows, None)
+            had = hadamard_block_of(opts, w.shape[1]) if g == "down" else None
+            head_rot = cfg.head_dim if g == "o" and opts.rotate_o else None
             ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
-                                           opts.range_search, gqa, wts)
+                                           opts.range_search, gqa, wts, had or head_rot)
             if ch.scales is not None:
                 fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
+            if head_rot:
+                fold_head_rotation(tensors, i, cfg.head_dim)
             if opts.act_method == "static":
                 sc, off = qmath.act_params(ch.lo, ch.hi)
             h = None
@@ -106,11 +123,16 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
                 # the smoothed input is X / s: its Hessian is H / (s s^T)
                 h = st.xtx.double() if ch.scales is None else \
                     st.xtx.double() / (ch.scales.double()[:, None] * ch.scales.double()[None, :])
+                if had:  # the rotated input's Hessian: R^T H R
+                    h = qmath.hadamard(qmath.hadamard(h, had).t(), had).double()
             for n in names:
+                wt = tensors[f"{n}.weight"] if not had else qmath.hadamard(tensors[f"{n}.weight"], had)
                 if h is not None:
-                    q, ws = gptq_quantize(tensors[f"{n}.weight"], h)
+                    q, ws = gptq_quantize(wt, h)
                 else:
-                    q, ws = qmath.quantize_weight(tensors[f"{n}.weight"])
+                    q, ws = qmath.quantize_weight(wt)
+                if had:
+                    res.quant_tensors[f"{n}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
                 res.quant_tensors[f"{n}.quant_weight"] = q
                 res.quant_tensors[f"{n}.weight_scale"] = ws
                 if opts.act_method == "static":
@@ -121,8 +143,19 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
             res.choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
                                 "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range,
-                                "weights": "gptq" if h is not None else "rtn"}
+                                "weights": "gptq" if h is not None else "rtn", "hadamard": had or 0}
     return res
+
+
+def hadamard_block_of(opts: QuantizeOptions, in_features: int) -> int | None:
+    """The rotation block of a down_proj with `in_features` inputs under `opts` (None: no rotation)."""
+    if opts.hadamard_down == 0:
+        return None
+    b = opts.hadamard_down or qmath.hadamard_block(in_features)
+    if in_features % b:
+        raise UserError(f"--hadamard-block {b} does not divide the intermediate size {in_features}: "
+                        f"use {qmath.hadamard_block(in_features)} or smaller")
+    return b
 
 
 def gptq_fits(cfg, budget_bytes: int = 2 << 30) -> bool:
@@ -215,14 +248,21 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     log("[2/5] activation statistics (transformers forward with hooks)")
     big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
     hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)
+    names = weight_names(cfg)
+    src_dtype = src.get(names[0]).dtype
+    tensors = {n: src.get(n).clone() for n in names}
+    qcfg, rotation = cfg, None
+    if opts.rotate_residual:  # statistics must be those of the rotated model
+        from .rotate import load_into_hf, rotate_residual
+
+        tensors, qcfg, rotation = rotate_residual(tensors, cfg, opts.seed)
+        load_into_hf(hf, tensors)
     if opts.gptq is None:
         opts.gptq = gptq_fits(cfg)
     stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress, hessian=opts.gptq)
     del hf
     log("[3/5] smoothing + int8 (per group: strength and range by measured output error)")
-    names = weight_names(cfg)
-    src_dtype = src.get(names[0]).dtype
-    tensors = {n: src.get(n).clone() for n in names}
+    cfg = qcfg  # the model the artifact holds (untied embeddings when rotated)
     res = quantize_tensors(tensors, stats, cfg, opts, progress)
     log(f"[4/5] float fallback: {opts.fallback_unit} units, disable level L{opts.disable_level}")
     scores: dict[str, float] = {}
@@ -244,7 +284,7 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
         "producer": {"name": "llama-compress", "version": producer_version(), "torch": torch.__version__.split("+")[0]},
         "source": {"name": model_name, "path": str(hf_dir), "sha256": source_checksum(hf_dir),
-                   "config": cfg.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
+                   "config": src.config.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
         "method": {
             "name": "anti-outlier-w8a8",
             "weights": "int8 symmetric per output channel" + (", GPTQ rounding (damp 0.01, block 128)"
@@ -257,6 +297,11 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
                           "v_proj (o, GQA-shared)"},
             "range_search": opts.range_search,
             "channel_shift": False,
+            "rotate_o": "per-head Hadamard folded into v_proj / o_proj" if opts.rotate_o else "off",
+            "rotate_residual": rotation.describe(opts.seed) if rotation is not None else "off",
+            "hadamard_down": ("online block Hadamard of the down_proj input, block "
+                              f"{hadamard_block_of(opts, cfg.intermediate_size)} (tensor input_hadamard)")
+            if opts.hadamard_down != 0 else "off",
             "lm_head": "float",
             "groups": {k: {kk: vv for kk, vv in v.items()} for k, v in sorted(res.choices.items())},
         },

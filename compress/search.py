@@ -74,11 +74,14 @@ def search_range(xs: torch.Tensor, wdq: torch.Tensor, ref: torch.Tensor, ref_nor
 
 def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_max: torch.Tensor,
                  act_method: str, alphas: tuple[float, ...], range_search: str = "mse",
-                 gqa: tuple[int, int] | None = None, wts: torch.Tensor | None = None) -> GroupChoice:
+                 gqa: tuple[int, int] | None = None, wts: torch.Tensor | None = None,
+                 hadamard: int | None = None) -> GroupChoice:
     """Best (alpha, range) for one group. rows: [R, in] float inputs; w: [out, in] the group's weights.
 
     gqa=(n_heads, n_kv) for o_proj: smoothing scales are shared by the query heads of one kv head.
     wts: [R] how many calibration tokens each row stands for (None: all equal).
+    hadamard: block size of an online Hadamard rotation of the (smoothed) input, applied to the rows and
+    to the weights alike; the static range is then searched in the rotated domain.
     """
     x, w = rows.float(), w.float()
     wts = None if wts is None else wts.float()
@@ -97,6 +100,9 @@ def search_group(rows: torch.Tensor, w: torch.Tensor, ch_min: torch.Tensor, ch_m
         else:
             s, xs, ws = None, x, w
             lo0, hi0 = float(ch_min.min()), float(ch_max.max())
+        if hadamard:
+            xs, ws = qmath.hadamard(xs, hadamard), qmath.hadamard(ws, hadamard)
+            lo0, hi0 = float(xs.min()), float(xs.max())  # rows hold the exact peak tokens
         wdq = _dq_weight(ws)
         if act_method == "dynamic":
             e = _rel(qmath.fake_act_dynamic(xs) @ wdq.t(), ref, ref_norm, wts)

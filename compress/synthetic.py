@@ -15,7 +15,8 @@ from .memsource import DictTensors
 
 
 def synthetic_quant_tensors(source: TensorSource, act_method: str = "static", act_range: float = 6.0,
-                            float_layers: tuple[int, ...] = (), progress: bool = False) -> DictTensors:
+                            float_layers: tuple[int, ...] = (), progress: bool = False,
+                            hadamard_down: int = 0) -> DictTensors:
     """Artifact tensors (the accessor QuantBinder reads) for every decoder linear outside float_layers."""
     from tqdm import tqdm
 
@@ -35,6 +36,8 @@ def synthetic_quant_tensors(source: TensorSource, act_method: str = "static", ac
                 out[f"{n}.input_scale"] = torch.tensor([sc])
                 out[f"{n}.input_offset"] = torch.tensor([off])
                 out[f"{n}.deq_scale"] = ws * sc
+            if hadamard_down and p == "mlp.down_proj":  # speed only: the rotation's run-time cost
+                out[f"{n}.input_hadamard"] = torch.tensor([hadamard_down], dtype=torch.int32)
     return DictTensors(out)
 
 

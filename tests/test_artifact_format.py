@@ -85,3 +85,13 @@ def test_higher_major_version_is_refused(two_runs, tmp_path):
     m["format"]["version"] = "1.7.0"  # a newer minor version only adds keys: still read
     (d / "artifact.json").write_text(json.dumps(m))
     load_artifact_model(d, torch.float32, "cpu")
+    # ... unless it brings a tensor kind this reader does not know (ignoring it would be wrong math)
+    from safetensors.torch import save_file
+
+    from runtime.quant.artifact import sha256_file
+    save_file({"model.layers.0.mlp.down_proj.future_thing": torch.ones(1)}, str(d / "future_thing.safetensors"))
+    m["files"]["future_thing.safetensors"] = {"sha256": sha256_file(d / "future_thing.safetensors"),
+                                              "bytes": (d / "future_thing.safetensors").stat().st_size}
+    (d / "artifact.json").write_text(json.dumps(m))
+    with pytest.raises(UserError, match="future_thing.safetensors.*upgrade"):
+        load_artifact_model(d, torch.float32, "cpu")

@@ -129,3 +129,13 @@ def test_cut_artifact_units_are_artifacts_and_packed_input_is_refused(tmp_path):
     with pytest.raises(UserError, match="packed artifact"):
         cut(str(tmp_path / "p"), 2, tmp_path / "c2", progress=False)
     assert not (tmp_path / "c2").exists()
+
+
+def test_hadamard_blocks_must_stay_inside_a_rank():
+    """down_proj's online rotation is block-diagonal: each rank can apply its blocks only if none straddles."""
+    h = torch.tensor([512], dtype=torch.int32)
+    name = "model.layers.0.mlp.down_proj.input_hadamard"
+    p = TPPlan.make(cfg(heads=9, kv=3, hidden=576, inter=1536), 3)  # 512 columns per rank: aligned
+    assert torch.equal(p.slice(name, h, 2), h)
+    with pytest.raises(UserError, match="re-quantize with --hadamard-block 256"):
+        TPPlan.make(cfg(heads=8, kv=8, hidden=512, inter=1536), 2).slice(name, h, 1)  # 768 per rank

@@ -23,9 +23,15 @@ def register(app: typer.Typer) -> None:
         float_layers: Optional[str] = typer.Option(None, help="comma-separated units to keep in float, by hand"),
         rank_by: str = typer.Option("error", help="error (measured KL, default) or range (activation range)"),
         act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
-        smooth: bool = typer.Option(True, help="anti-outlier smoothing (--no-smooth: plain W8A8)"),
+        smooth: bool = typer.Option(True, help="anti-outlier smoothing and rotations (--no-smooth: plain W8A8)"),
         alphas: Optional[str] = typer.Option(None, help="smoothing strengths to try, e.g. 0,0.5,0.8"),
         range_search: str = typer.Option("mse", help="mse (searched activation range) or minmax"),
+        hadamard_block: Optional[int] = typer.Option(None, help="online Hadamard rotation of the down_proj input: "
+                                                     "block size (a power of two; 0 = off; default: the largest "
+                                                     "power of two <= 512 dividing the intermediate size)"),
+        rotate_o: bool = typer.Option(True, help="per-head Hadamard folded into v_proj/o_proj (exact in float)"),
+        rotate_residual: bool = typer.Option(True, help="Hadamard rotation of the residual stream folded into "
+                                             "every weight (exact in float; unties tied embeddings)"),
         calib_data: Optional[Path] = typer.Option(None, help="C-Eval directory or text files (default: preset's)"),
         calib_samples: Optional[int] = typer.Option(None, help="calibration sequences"),
         calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
@@ -58,13 +64,16 @@ def register(app: typer.Typer) -> None:
         opts.rank_by = rank_by
         opts.act_method = act_method or pq.get("act_method", "static")
         opts.range_search = range_search
+        opts.hadamard_down = hadamard_block if hadamard_block is not None else pq.get("hadamard_block")
+        opts.rotate_o, opts.rotate_residual = rotate_o, rotate_residual
         if alphas is not None:
             try:
                 opts.alphas = tuple(float(a) for a in alphas.split(","))
             except ValueError:
                 raise UserError(f"--alphas {alphas!r}: give numbers like 0,0.5,0.8") from None
-        if not smooth:
+        if not smooth:  # plain W8A8: no anti-outlier stage at all
             opts.alphas = (0.0,)
+            opts.hadamard_down, opts.rotate_o, opts.rotate_residual = (hadamard_block or 0), False, False
         opts.calib_samples = calib_samples or pq.get("calib_samples", 64)
         opts.calib_seq_len = calib_seq_len or pq.get("calib_seq_len", 512)
         opts.seed = pq.get("seed", 0) if seed is None else seed

@@ -57,6 +57,8 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     from runtime.quant.artifact import MANIFEST, open_artifact, write_manifest
 
     pcfg.check()
+    # rotations mix every input channel of a weight row: they would undo the sparsity just made
+    qopts.hadamard_down, qopts.rotate_o, qopts.rotate_residual = 0, False, False
     qopts.check()
     t0 = time.time()
     if out.exists() and not overwrite:

@@ -19,6 +19,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import UserError
+from ..quant.qmath import hadamard_block
 
 COLUMN_PARTS = {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
 ROW_PARTS = {"o_proj", "down_proj"}
@@ -151,6 +152,13 @@ class TPPlan:
                 return t[idx.start:idx.stop].contiguous()
             return t.index_select(0, idx).contiguous()
         if part in ROW_PARTS:
+            if kind == "input_hadamard":  # a block rotation stays rank-local only if blocks don't straddle ranks
+                b, c = int(t.reshape(-1)[0]), self._cols(part, rank)
+                if c.start % b or (c.stop - c.start) % b:
+                    raise UserError(f"{module} rotates its input in blocks of {b}, which do not align with this "
+                                    f"rank's {c.stop - c.start} input columns at TP={self.world}: re-quantize "
+                                    f"with --hadamard-block {hadamard_block(c.stop - c.start)}")
+                return t
             if t.dim() == 2:
                 full_in = self.n_heads * self.head_dim if part == "o_proj" else self.ffn
                 if t.shape[1] != full_in:

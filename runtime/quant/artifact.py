@@ -12,6 +12,8 @@ Layout (docs/ARTIFACT.md is the full spec):
     input_scale.safetensors       "<module>.input_scale"   float32 [1]     (static only)
     input_offset.safetensors      "<module>.input_offset"  float32 [1]     (static only, an integer value)
     fp_bias.safetensors           "<module>.fp_bias"       float32 [out]   (float bias added after dequant)
+    input_hadamard.safetensors    "<module>.input_hadamard" int32 [1]      (optional, format >= 1.1: block size
+                                  of an online Hadamard rotation of the input; quant_weight is W rotated alike)
 
 <module> is the HF module name, e.g. "model.layers.3.self_attn.q_proj". Everything goes through
 `ArtifactReader.tensor(name)` so a tensor-parallel wrapper can hand out sliced tensors instead.
@@ -31,10 +33,10 @@ from safetensors.torch import save_file
 from ..errors import UserError
 
 FORMAT_NAME = "llama-compress-artifact"
-FORMAT_VERSION = "1.0.0"
+FORMAT_VERSION = "1.1.0"
 MANIFEST = "artifact.json"
 ANTI_DIR = "anti_weight"
-KINDS = ("quant_weight", "weight_scale", "deq_scale", "input_scale", "input_offset", "fp_bias")
+KINDS = ("quant_weight", "weight_scale", "deq_scale", "input_scale", "input_offset", "fp_bias", "input_hadamard")
 # fixed safetensors metadata: no timestamps, no host names, so equal inputs give equal bytes
 ST_METADATA = {"format": "pt"}
 
@@ -100,6 +102,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise UserError(f"{root} uses artifact format {fmt.get('version')}, but this runtime reads major version "
                         f"{_major(FORMAT_VERSION)} ({FORMAT_VERSION}): upgrade llama-compress to a release that "
                         "reads it, or re-create the artifact with this version's compress quantize")
+    unknown = sorted(f for f in m.get("files", {}) if "/" not in f and f.endswith(".safetensors")
+                     and f.split(".")[0] not in KINDS)
+    if unknown:  # a newer minor version's tensor kinds: ignoring them would compute the wrong function
+        raise UserError(f"{root} (format {fmt.get('version')}) holds tensor files this runtime does not know "
+                        f"({', '.join(unknown)}): upgrade llama-compress to read it")
     return m
 
 

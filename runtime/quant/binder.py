@@ -28,6 +28,8 @@ def part_params(tensors: TensorAccessor, module: str) -> PartParams:
         input_scale=float(tensors.tensor(f"{module}.input_scale").reshape(-1)[0]) if static else None,
         input_offset=float(tensors.tensor(f"{module}.input_offset").reshape(-1)[0]) if static else None,
         fp_bias=tensors.tensor(f"{module}.fp_bias").float() if tensors.has(f"{module}.fp_bias") else None,
+        hadamard=int(tensors.tensor(f"{module}.input_hadamard").reshape(-1)[0])
+        if tensors.has(f"{module}.input_hadamard") else None,
     )
 
 

@@ -23,6 +23,7 @@ class PartParams:
     input_scale: float | None
     input_offset: float | None
     fp_bias: torch.Tensor | None  # float32 [out]
+    hadamard: int | None = None  # block of the online input rotation (quant_weight holds W rotated alike)
 
 
 def _cat(ps: list[PartParams]):
@@ -60,6 +61,7 @@ class Int8Linear(nn.Module):
         self.out_features = w.shape[0]
         self.dtype = dtype
         self.static = parts[0].input_scale is not None
+        self.hadamard = parts[0].hadamard
         if self.static:
             self.scale = float(parts[0].input_scale)
             self.offset = int(parts[0].input_offset)
@@ -87,6 +89,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
+        if self.hadamard:
+            x2 = qmath.hadamard(x2, self.hadamard)
         if self.static:
             if self.use_onednn:
                 xq = torch.clamp(torch.round(x2.float() * (1.0 / self.scale)) + (self.offset + 128), 0, 255)
@@ -135,6 +139,7 @@ class FakeQuantLinear(nn.Module):
         self.register_buffer("bias", b, persistent=False)
         self.register_buffer("float_weight", None if float_weight is None else float_weight.float(), persistent=False)
         self.static = parts[0].input_scale is not None
+        self.hadamard = parts[0].hadamard
         self.scale = float(parts[0].input_scale) if self.static else None
         self.offset = float(parts[0].input_offset) if self.static else None
         self.out_splits = tuple(out_splits)
@@ -144,6 +149,8 @@ class FakeQuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled and self.float_weight is not None:
             return F.linear(x.float(), self.float_weight).to(self.dtype)
+        if self.hadamard:
+            x = qmath.hadamard(x, self.hadamard)
         xf = qmath.fake_act_static(x, self.scale, self.offset) if self.static else qmath.fake_act_dynamic(x)
         return F.linear(xf, self.w_dq, self.bias).to(self.dtype)
 

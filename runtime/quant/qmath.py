@@ -47,3 +47,27 @@ def dynamic_scales(x: torch.Tensor) -> torch.Tensor:
 def fake_act_dynamic(x: torch.Tensor) -> torch.Tensor:
     s = dynamic_scales(x)
     return torch.clamp(torch.round(x.float() / s), -127, 127) * s
+
+
+def hadamard_block(n: int, cap: int = 512) -> int:
+    """The Hadamard block for an input of n channels: the largest power of two dividing n, at most cap."""
+    b = 1
+    while n % (b * 2) == 0 and b * 2 <= cap:
+        b *= 2
+    return b
+
+
+def hadamard(x: torch.Tensor, block: int) -> torch.Tensor:
+    """x @ blockdiag(H, ..., H) over the last dim, H the normalized Sylvester Hadamard matrix of size `block`
+    (orthogonal and symmetric, so x W^T = hadamard(x) hadamard(W)^T). Fast Walsh-Hadamard butterflies in
+    float32: log2(block) passes instead of a dense matmul."""
+    shape = x.shape
+    y = x.float().reshape(-1, shape[-1] // block, block)
+    rows, nb = y.shape[0], y.shape[1]
+    h = 1
+    while h < block:
+        y = y.view(rows, nb, block // (2 * h), 2, h)
+        a, c = y[:, :, :, 0], y[:, :, :, 1]
+        y = torch.stack((a + c, a - c), dim=3)
+        h *= 2
+    return (y.reshape(shape) * (block ** -0.5))

@@ -38,7 +38,9 @@ class SparseBinder(QuantBinder):
 
     def linear(self, spec: LinearSpec) -> nn.Module:
         names = spec.names
-        if self.mode == "kernel" and self.device.type == "cpu" and all(self.packed.has(n) for n in names):
+        rotated = any(self.tensors.has(f"{n}.input_hadamard") for n in names)  # dense by construction: unpack
+        if self.mode == "kernel" and self.device.type == "cpu" and all(self.packed.has(n) for n in names) \
+                and not rotated:
             for n in names:
                 self.kinds[n] = "int8"  # counted with the dense ones; self.packed_modules says which
             self.packed_modules += list(names)

@@ -1,0 +1,84 @@
+"""Residual-stream rotation (QuaRot-style), folded offline into the weights: exact in float.
+
+With Q orthogonal, a model whose residual stream carries x Q instead of x computes the same logits if
+  - every RMSNorm's weight g is folded into the linears that read it (W -> W diag(g), g -> 1): RMSNorm
+    without a weight commutes with Q (it only divides by the RMS, which Q preserves);
+  - every linear reading the residual (q/k/v, gate/up, lm_head) becomes W Q, the embedding rows e Q;
+  - every linear writing it (o_proj, down_proj) becomes Q^T W.
+Why: the residual stream of LLaMA-family models has a few outlier channels (and massive-activation
+tokens); after the rotation every channel of a normalized token carries a similar share of its energy,
+so one static per-tensor int8 range fits the q/k/v and gate/up inputs of all tokens.
+
+Q = diag(signs) blockdiag(H_b, ...) with H_b the normalized Hadamard matrix of the largest power-of-two
+block dividing the hidden size and seeded random signs. Tied embeddings are untied (lm_head becomes
+E diag(g_final) Q while the embedding is E Q).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from runtime.quant import qmath
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualRotation:
+    signs: torch.Tensor  # [hidden] of +-1
+    block: int
+
+    def right(self, w: torch.Tensor) -> torch.Tensor:
+        """w Q for rows of w living in the residual space (float32)."""
+        return qmath.hadamard(w.float() * self.signs, self.block)
+
+    def left_t(self, w: torch.Tensor) -> torch.Tensor:
+        """Q^T w for a weight [hidden, in] whose OUTPUT is the residual."""
+        return self.right(w.float().t()).t().contiguous()
+
+    def describe(self, seed: int) -> dict:
+        return {"kind": "random-sign block Hadamard, folded into the weights", "block": self.block, "seed": seed}
+
+
+def make_rotation(hidden: int, seed: int = 0) -> ResidualRotation:
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (hidden,), generator=g).float() * 2 - 1
+    return ResidualRotation(signs, qmath.hadamard_block(hidden, cap=hidden))
+
+
+def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0):
+    """(rotated tensors, the config with untied embeddings, the rotation). `tensors` holds every weight of
+    `cfg` (weight_names); nothing is changed in place. Each result keeps its source tensor's dtype
+    (computed in float32): exact for float32 checkpoints, a rounding far below int8's for 16-bit ones,
+    and the memory of a 7B model stays that of its checkpoint."""
+    rot = make_rotation(cfg.hidden_size, seed)
+    out = dict(tensors)
+    emb = tensors["model.embed_tokens.weight"].float()
+    head = tensors["lm_head.weight"].float() if "lm_head.weight" in tensors else emb
+    g_final = tensors["model.norm.weight"].float()
+    dt = tensors["model.embed_tokens.weight"].dtype
+    out["model.embed_tokens.weight"] = rot.right(emb).to(dt)
+    out["lm_head.weight"] = rot.right(head * g_final).to(dt)
+    out["model.norm.weight"] = torch.ones_like(tensors["model.norm.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}"
+        for norm, readers in (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+                              ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"))):
+            g = tensors[f"{p}.{norm}.weight"]
+            for r in readers:
+                w = tensors[f"{p}.{r}.weight"]
+                out[f"{p}.{r}.weight"] = rot.right(w.float() * g.float()).to(w.dtype)
+            out[f"{p}.{norm}.weight"] = torch.ones_like(g)
+        for w in ("self_attn.o_proj", "mlp.down_proj"):
+            t = tensors[f"{p}.{w}.weight"]
+            out[f"{p}.{w}.weight"] = rot.left_t(t).to(t.dtype)
+    return out, dataclasses.replace(cfg, tie_word_embeddings=False), rot
+
+
+def load_into_hf(hf_model, tensors: dict[str, torch.Tensor]) -> None:
+    """Put rotated tensors into a transformers LlamaForCausalLM (untying lm_head from the embedding)."""
+    dt = hf_model.model.embed_tokens.weight.dtype
+    hf_model.config.tie_word_embeddings = False
+    hf_model.lm_head.weight = torch.nn.Parameter(tensors["lm_head.weight"].to(dt).clone(), requires_grad=False)
+    missing = hf_model.load_state_dict({k: v.to(dt) for k, v in tensors.items() if k != "lm_head.weight"},
+                                       strict=False)
+    assert not [k for k in missing.unexpected_keys], missing.unexpected_keys
