@@ -49,7 +49,9 @@ def finish(p: subprocess.Popen, timeout: float = 240) -> str:
 
 def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor) -> Path:
     """A static W8A8 artifact in the project format: per-channel int8 weights, per-tensor input
-    scale/offset from the min/max each linear's input takes on `calib_ids` (plain float model)."""
+    scale/offset from the min/max each linear's input takes on `calib_ids` (plain float model).
+    down_proj rotates its input online (input_hadamard, block 8: aligned with every rank split the
+    tests use), so TP = 1 comparisons cover the rotated int8 path too."""
     from runtime.engine import Engine
     from runtime.loaders import open_source
     from runtime.loading import build_model
@@ -60,9 +62,11 @@ def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor) -> P
     model = build_model(src)
     ranges: dict[str, list[float]] = {}
 
+    had = 8
+
     def hook(names):
         def f(_m, inp):
-            x = inp[0]
+            x = qmath.hadamard(inp[0], had) if names[0].endswith("down_proj") else inp[0]
             for n in names:
                 lo, hi = ranges.get(n, [0.0, 0.0])
                 ranges[n] = [min(lo, float(x.min())), max(hi, float(x.max()))]
@@ -77,7 +81,11 @@ def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor) -> P
     Engine(model).logits(calib_ids)
     tensors = {}
     for mod, (lo, hi) in sorted(ranges.items()):
-        q, ws = qmath.quantize_weight(src.get(f"{mod}.weight"))
+        w = src.get(f"{mod}.weight")
+        if mod.endswith("down_proj"):
+            w = qmath.hadamard(w, had)
+            tensors[f"{mod}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
+        q, ws = qmath.quantize_weight(w)
         scale, offset = qmath.act_params(lo, hi)
         tensors[f"{mod}.quant_weight"] = q
         tensors[f"{mod}.weight_scale"] = ws
