@@ -68,7 +68,7 @@ def main() -> None:
     calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
     calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
     from compress.quantize import gptq_fits
-    from compress.rotate import load_into_hf, rotate_residual
+    from compress.rotate import rotate_hf_in_place, rotate_residual
     gptq = gptq_fits(cfg) if a.gptq == "auto" else a.gptq == "on"
     floats = {n: src.get(n).clone() for n in weight_names(cfg)}
     prepared: dict[bool, tuple] = {}
@@ -79,8 +79,8 @@ def main() -> None:
             t, c = floats, cfg
             hf = load_hf_model(hf_dir)
             if rotated:
-                t, c, _ = rotate_residual(floats, cfg)
-                load_into_hf(hf, t)
+                t, c, _ = rotate_residual(dict(floats), cfg)
+                rotate_hf_in_place(hf, cfg)
             prepared[rotated] = (t, collect_stats(hf, calib.samples, 512, 0, progress=False, hessian=gptq), c)
         return prepared[rotated]
 

@@ -109,7 +109,8 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
             rows, wts = st.weighted_rows() if hasattr(st, "weighted_rows") else (st.rows, None)
             had = hadamard_block_of(opts, w.shape[1]) if g == "down" else None
-            head_rot = cfg.head_dim if g == "o" and opts.rotate_o else None
+            pow2_head = cfg.head_dim & (cfg.head_dim - 1) == 0  # Hadamard blocks are powers of two
+            head_rot = cfg.head_dim if g == "o" and opts.rotate_o and pow2_head else None
             ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
                                            opts.range_search, gqa, wts, had or head_rot)
             if ch.scales is not None:
@@ -248,21 +249,23 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     log("[2/5] activation statistics (transformers forward with hooks)")
     big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
     hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)
-    names = weight_names(cfg)
-    src_dtype = src.get(names[0]).dtype
-    tensors = {n: src.get(n).clone() for n in names}
-    qcfg, rotation = cfg, None
     if opts.rotate_residual:  # statistics must be those of the rotated model
-        from .rotate import load_into_hf, rotate_residual
+        from .rotate import rotate_hf_in_place
 
-        tensors, qcfg, rotation = rotate_residual(tensors, cfg, opts.seed)
-        load_into_hf(hf, tensors)
+        rotate_hf_in_place(hf, cfg, opts.seed)
     if opts.gptq is None:
         opts.gptq = gptq_fits(cfg)
     stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress, hessian=opts.gptq)
-    del hf
+    del hf  # only one copy of the model is held at a time (LLaMA-2-7B in 24 GiB)
     log("[3/5] smoothing + int8 (per group: strength and range by measured output error)")
-    cfg = qcfg  # the model the artifact holds (untied embeddings when rotated)
+    names = weight_names(cfg)
+    src_dtype = src.get(names[0]).dtype
+    tensors = {n: src.get(n).clone() for n in names}
+    rotation = None
+    if opts.rotate_residual:  # the same (seeded) rotation, now on the source-dtype tensors
+        from .rotate import rotate_residual
+
+        tensors, cfg, rotation = rotate_residual(tensors, cfg, opts.seed)  # cfg: untied embeddings
     res = quantize_tensors(tensors, stats, cfg, opts, progress)
     log(f"[4/5] float fallback: {opts.fallback_unit} units, disable level L{opts.disable_level}")
     scores: dict[str, float] = {}
@@ -297,7 +300,8 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
                           "v_proj (o, GQA-shared)"},
             "range_search": opts.range_search,
             "channel_shift": False,
-            "rotate_o": "per-head Hadamard folded into v_proj / o_proj" if opts.rotate_o else "off",
+            "rotate_o": "per-head Hadamard folded into v_proj / o_proj"
+            if opts.rotate_o and cfg.head_dim & (cfg.head_dim - 1) == 0 else "off",
             "rotate_residual": rotation.describe(opts.seed) if rotation is not None else "off",
             "hadamard_down": ("online block Hadamard of the down_proj input, block "
                               f"{hadamard_block_of(opts, cfg.intermediate_size)} (tensor input_hadamard)")

@@ -16,6 +16,7 @@ E diag(g_final) Q while the embedding is E Q).
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 
@@ -45,20 +46,22 @@ def make_rotation(hidden: int, seed: int = 0) -> ResidualRotation:
     return ResidualRotation(signs, qmath.hadamard_block(hidden, cap=hidden))
 
 
-def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0):
-    """(rotated tensors, the config with untied embeddings, the rotation). `tensors` holds every weight of
-    `cfg` (weight_names); nothing is changed in place. Each result keeps its source tensor's dtype
-    (computed in float32): exact for float32 checkpoints, a rounding far below int8's for 16-bit ones,
-    and the memory of a 7B model stays that of its checkpoint."""
+def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0,
+                    store: Callable[[str, torch.Tensor], None] | None = None):
+    """Rotate the weights in `tensors` (every weight of `cfg`, weight_names) IN PLACE, one tensor at a
+    time, so memory grows by one tensor, not by a model (LLaMA-2-7B must fit in 24 GiB). `store(name, t)`
+    receives each result (default: tensors[name] = t). Returns (tensors, the config with untied
+    embeddings, the rotation). Results keep their source dtype (computed in float32): exact for float32
+    checkpoints, a rounding far below int8's for 16-bit ones."""
+    if store is None:
+        store = tensors.__setitem__
     rot = make_rotation(cfg.hidden_size, seed)
-    out = dict(tensors)
-    emb = tensors["model.embed_tokens.weight"].float()
-    head = tensors["lm_head.weight"].float() if "lm_head.weight" in tensors else emb
-    g_final = tensors["model.norm.weight"].float()
-    dt = tensors["model.embed_tokens.weight"].dtype
-    out["model.embed_tokens.weight"] = rot.right(emb).to(dt)
-    out["lm_head.weight"] = rot.right(head * g_final).to(dt)
-    out["model.norm.weight"] = torch.ones_like(tensors["model.norm.weight"])
+    emb = tensors["model.embed_tokens.weight"]
+    g_final = tensors["model.norm.weight"]
+    head = tensors.get("lm_head.weight", emb)
+    store("lm_head.weight", rot.right(head.float() * g_final.float()).to(head.dtype))
+    store("model.embed_tokens.weight", rot.right(emb.float()).to(emb.dtype))
+    store("model.norm.weight", torch.ones_like(g_final))
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}"
         for norm, readers in (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
@@ -66,19 +69,25 @@ def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0):
             g = tensors[f"{p}.{norm}.weight"]
             for r in readers:
                 w = tensors[f"{p}.{r}.weight"]
-                out[f"{p}.{r}.weight"] = rot.right(w.float() * g.float()).to(w.dtype)
-            out[f"{p}.{norm}.weight"] = torch.ones_like(g)
+                store(f"{p}.{r}.weight", rot.right(w.float() * g.float()).to(w.dtype))
+            store(f"{p}.{norm}.weight", torch.ones_like(g))
         for w in ("self_attn.o_proj", "mlp.down_proj"):
             t = tensors[f"{p}.{w}.weight"]
-            out[f"{p}.{w}.weight"] = rot.left_t(t).to(t.dtype)
-    return out, dataclasses.replace(cfg, tie_word_embeddings=False), rot
+            store(f"{p}.{w}.weight", rot.left_t(t).to(t.dtype))
+    return tensors, dataclasses.replace(cfg, tie_word_embeddings=False), rot
 
 
-def load_into_hf(hf_model, tensors: dict[str, torch.Tensor]) -> None:
-    """Put rotated tensors into a transformers LlamaForCausalLM (untying lm_head from the embedding)."""
-    dt = hf_model.model.embed_tokens.weight.dtype
+def rotate_hf_in_place(hf_model, cfg, seed: int = 0) -> None:
+    """The same rotation applied to a transformers LlamaForCausalLM's own parameters (lm_head untied),
+    parameter by parameter: statistics are then collected on the rotated model without a second copy."""
     hf_model.config.tie_word_embeddings = False
-    hf_model.lm_head.weight = torch.nn.Parameter(tensors["lm_head.weight"].to(dt).clone(), requires_grad=False)
-    missing = hf_model.load_state_dict({k: v.to(dt) for k, v in tensors.items() if k != "lm_head.weight"},
-                                       strict=False)
-    assert not [k for k in missing.unexpected_keys], missing.unexpected_keys
+    params = {n: p.data for n, p in hf_model.named_parameters()}
+
+    def store(name: str, t: torch.Tensor) -> None:
+        if name == "lm_head.weight":  # a new parameter: unties it from the embedding
+            hf_model.lm_head.weight = torch.nn.Parameter(t, requires_grad=False)
+        else:
+            hf_model.get_parameter(name).data = t
+        params[name] = t
+
+    rotate_residual(params, cfg, seed, store)

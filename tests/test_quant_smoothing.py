@@ -96,7 +96,7 @@ def test_residual_rotation_is_exact_and_loads_in_transformers(tmp_path):
     from transformers import LlamaForCausalLM
 
     from compress.memsource import DictSource
-    from compress.rotate import load_into_hf, rotate_residual
+    from compress.rotate import rotate_hf_in_place, rotate_residual
     from runtime.linear import FloatBinder
     from runtime.loaders import open_source, weight_names
     from runtime.engine import Engine
@@ -106,7 +106,7 @@ def test_residual_rotation_is_exact_and_loads_in_transformers(tmp_path):
     src = open_source(d)
     assert src.config.tie_word_embeddings  # the case that must be untied
     orig = {n: src.get(n).clone() for n in weight_names(src.config)}
-    rot, cfg2, r = rotate_residual(orig, src.config, seed=0)
+    rot, cfg2, r = rotate_residual(dict(orig), src.config, seed=0)
     assert not cfg2.tie_word_embeddings and r.block == 64
     assert torch.equal(rot["model.norm.weight"], torch.ones(64))
     ids = torch.randint(0, 128, (2, 30), generator=torch.Generator().manual_seed(2))
@@ -114,7 +114,7 @@ def test_residual_rotation_is_exact_and_loads_in_transformers(tmp_path):
     with torch.no_grad():
         want = hf(input_ids=ids).logits
         ours = Engine(Llama(cfg2, FloatBinder(DictSource(cfg2, rot), torch.float32, "cpu")).eval(), 64).logits(ids)
-        load_into_hf(hf, rot)
+        rotate_hf_in_place(hf, src.config, seed=0)
         got = hf(input_ids=ids).logits
     for y in (ours, got):
         assert (y - want).abs().max() / want.abs().max() < 1e-5
