@@ -61,10 +61,16 @@ class QuantizeOptions:
     # residual-stream rotation folded into every weight (compress/rotate.py; exact in float, no run-time
     # cost): makes the q/k/v and gate/up inputs fit one static range
     rotate_residual: bool = True
+    # groups ("o", "qkv", "down", "gate_up") whose inputs are quantized per token even when act_method is
+    # static: `compress sparse` puts "down" here, since it cannot use the down_proj rotation (see stage.py)
+    dynamic_groups: tuple[str, ...] | None = None  # None: () for compress quantize, ("down",) for compress sparse
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
             raise UserError(f"--act-method {self.act_method!r}: use static or dynamic")
+        if set(self.dynamic_groups or ()) - set(GROUPS):
+            raise UserError(f"dynamic groups {sorted(set(self.dynamic_groups) - set(GROUPS))}: choose from "
+                            f"{', '.join(GROUPS)}")
         if self.range_search not in ("mse", "minmax"):
             raise UserError(f"--range-search {self.range_search!r}: use mse or minmax")
         if self.fallback_unit not in ("layer", "linear"):
@@ -111,13 +117,14 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             had = hadamard_block_of(opts, w.shape[1]) if g == "down" else None
             pow2_head = cfg.head_dim & (cfg.head_dim - 1) == 0  # Hadamard blocks are powers of two
             head_rot = cfg.head_dim if g == "o" and opts.rotate_o and pow2_head else None
-            ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, opts.act_method, opts.alphas,
+            mode = "dynamic" if g in (opts.dynamic_groups or ()) else opts.act_method
+            ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, mode, opts.alphas,
                                            opts.range_search, gqa, wts, had or head_rot)
             if ch.scales is not None:
                 fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
             if head_rot:
                 fold_head_rotation(tensors, i, cfg.head_dim)
-            if opts.act_method == "static":
+            if mode == "static":
                 sc, off = qmath.act_params(ch.lo, ch.hi)
             h = None
             if opts.gptq and getattr(st, "xtx", None) is not None:
@@ -136,7 +143,7 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
                     res.quant_tensors[f"{n}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
                 res.quant_tensors[f"{n}.quant_weight"] = q
                 res.quant_tensors[f"{n}.weight_scale"] = ws
-                if opts.act_method == "static":
+                if mode == "static":
                     res.quant_tensors[f"{n}.input_scale"] = torch.tensor([sc], dtype=torch.float32)
                     res.quant_tensors[f"{n}.input_offset"] = torch.tensor([off], dtype=torch.float32)
                     res.quant_tensors[f"{n}.deq_scale"] = (ws * sc).float()
@@ -144,7 +151,8 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
             raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
             res.choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
                                 "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range,
-                                "weights": "gptq" if h is not None else "rtn", "hadamard": had or 0}
+                                "weights": "gptq" if h is not None else "rtn", "hadamard": had or 0,
+                                "act_method": mode}
     return res
 
 
@@ -295,7 +303,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
             "gptq": bool(opts.gptq),
             "act_method": opts.act_method,
             "activations": ("int8 asymmetric per tensor, static (input_scale, input_offset)"
-                            if opts.act_method == "static" else "int8 symmetric per token, dynamic"),
+                            if opts.act_method == "static" else "int8 symmetric per token, dynamic")
+            + (f"; per token for the {', '.join(opts.dynamic_groups)} inputs" if opts.dynamic_groups
+               and opts.act_method == "static" else ""),
             "smoothing": {"alphas_tried": list(opts.alphas), "fold": "rmsnorm (qkv, gate_up), up_proj (down), "
                           "v_proj (o, GQA-shared)"},
             "range_search": opts.range_search,

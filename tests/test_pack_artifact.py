@@ -60,6 +60,23 @@ def test_sparse_artifact_meets_the_request_in_every_layer(arts, which):
     assert n_int8 == 7 * 4
 
 
+def test_sparse_artifact_quantizes_down_proj_inputs_per_token(arts):
+    """Static per-tensor activations everywhere but down_proj's input (no rotation can serve it in the sparse
+    path): the artifact says so per linear, by the presence of input_scale, and the manifest records it."""
+    from runtime.quant.artifact import open_artifact
+
+    art = open_artifact(arts["u"])
+    float_layer = art.manifest["sparsity"]["float_layers"][0]
+    layers = [i for i in range(4) if i != float_layer]
+    for i in layers:
+        assert not art.has(f"model.layers.{i}.mlp.down_proj.input_scale")
+        for n in ("self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj"):
+            assert art.has(f"model.layers.{i}.{n}.input_scale"), n
+    groups = art.manifest["method"]["groups"]
+    assert groups[f"model.layers.{layers[0]}.mlp.down_proj"]["act_method"] == "dynamic"
+    assert groups[f"model.layers.{layers[0]}.self_attn.q_proj"]["act_method"] == "static"
+
+
 @pytest.mark.parametrize("codec", ["none", "lzma"])
 def test_pack_unpack_restores_the_artifact_byte_for_byte(arts, tmp_path, codec):
     from compress.pack import pack_artifact, unpack_artifact

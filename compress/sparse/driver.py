@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from runtime.errors import UserError
 
+from .reconstruct import reconstruct_layer
 from .masks import nm_mask, parse_pattern, row_mask
 from .scores import magnitude_score, wanda_score
 from .sparsegpt import sparsegpt_prune
@@ -31,10 +32,15 @@ class PruneConfig:
     dense_layers: tuple[int, ...] = ()  # decoder layers left dense (float-fallback layers, sensitive layers)
     percdamp: float = 0.01  # SparseGPT Hessian damping, fraction of mean diag
     blocksize: int = 128
+    # block reconstruction (reconstruct.py): Adam epochs over the calibration samples per pruned layer; 0 = off
+    reconstruct_epochs: int = 0
+    reconstruct_lr: float = 1e-4
 
     def check(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown pruning method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.reconstruct_epochs < 0 or not self.reconstruct_lr > 0:
+            raise UserError("--reconstruct-epochs must be >= 0 and --reconstruct-lr > 0")
         if not 0.0 < self.sparsity < 1.0:
             raise UserError(f"--sparsity must be in (0, 1), got {self.sparsity}")
         nm = parse_pattern(self.pattern)
@@ -63,6 +69,8 @@ class LayerStats:
 class PruneReport:
     per_module: dict[str, dict] = field(default_factory=dict)  # name -> {"sparsity", "pattern", "method"}
     layer_error: dict[int, float] = field(default_factory=dict)  # measure_only: layer -> ‖Δy‖² / ‖y‖²
+    # reconstruction: layer -> (relative output error vs the dense model before tuning, after)
+    reconstruction: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 class _Stop(Exception):
@@ -108,11 +116,15 @@ def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = Tr
         h.remove()
 
     report = PruneReport()
+    tune = cfg.reconstruct_epochs > 0 and not measure_only
+    dense_inps = list(inps) if tune else None  # the dense model's stream: the targets of reconstruction
     bar = tqdm(range(len(layers)), desc=f"prune {cfg.method} {cfg.pattern} {cfg.sparsity:g}", disable=not progress)
     for li in bar:
         layer = layers[li]
         mods = {n: layer.get_submodule(n) for n in LINEARS}
         prune_this = li not in cfg.dense_layers
+        if tune:
+            targets = [_layer_out(layer(x, **kw)) for x, kw in zip(dense_inps, kws)]
         if measure_only:
             dense_out = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
             saved = {n: m.weight.data.clone() for n, m in mods.items()}
@@ -150,6 +162,12 @@ def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = Tr
                 m.weight.data = saved[n]
             inps = dense_out
             continue
+        if tune and prune_this:
+            report.reconstruction[li] = reconstruct_layer(layer, mods, inps, kws, targets, cfg.reconstruct_epochs,
+                                                          cfg.reconstruct_lr, seed=li)
+            bar.set_postfix(err=f"{report.reconstruction[li][0]:.3g}->{report.reconstruction[li][1]:.3g}")
+        if tune:
+            dense_inps = targets
         # 2. this layer's (pruned) outputs are the next layer's inputs
         inps = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
     return report

@@ -54,4 +54,4 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({k: res[k] for k in res if k not in ("subjects",)}, indent=1))
         o = res["overall"]
         typer.echo(f"MMLU {shots}-shot: micro {100 * o['micro_acc']:.2f}%  macro {100 * o['macro_acc']:.2f}%  "
-                   f"({o['correct']}/{o['total']} questions, {o['subjects']} subjects) -> {out / 'test_result'}")
+                   f"({o['correct']} of {o['total']} questions right, {o['subjects']} subjects) -> {out / 'test_result'}")
