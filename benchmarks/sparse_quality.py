@@ -3,6 +3,7 @@
 
     flock /tmp/lc-cpu.lock python benchmarks/sparse_quality.py [--windows 60] [--calib wiki|ceval]
         [--configs float,dense,wanda-u,wanda-24,magnitude-u,magnitude-24,sparsegpt-u,sparsegpt-24] [--out DIR]
+        [--reconstruct-epochs N --reconstruct-lr LR] [--static-down]
 
 Every artifact goes through the real stages (compress.sparse.stage.run_sparse, compress.pack) and is read back
 by the runtime (runtime.quant_loading); results are appended to DIR/results.json as they come, and configs
@@ -33,6 +34,9 @@ def main() -> None:
     ap.add_argument("--level", default="L2", help="disable level (dense+float layers)")
     ap.add_argument("--dense-layers", default="", help="extra dense int8 layers, e.g. 0,1")
     ap.add_argument("--configs", default="float,dense,wanda-u,wanda-24,magnitude-u,magnitude-24,sparsegpt-u,sparsegpt-24")
+    ap.add_argument("--reconstruct-epochs", type=int, default=0, help="block reconstruction epochs (0 = off)")
+    ap.add_argument("--reconstruct-lr", type=float, default=1e-4)
+    ap.add_argument("--static-down", action="store_true", help="down_proj inputs static too (default: per token)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/sparse_quality"))
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -57,8 +61,11 @@ def main() -> None:
     res_path = a.out / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
     dense_extra = tuple(int(x) for x in a.dense_layers.split(",") if x)
-    tag = f"{a.calib}-{a.level}-w{a.windows}" + (f"-d{a.dense_layers.replace(',', '_')}" if dense_extra else "")
-    opts = QuantizeOptions(disable_level=parse_level(a.level), calib_samples=a.calib_samples, calib_seq_len=512)
+    tag = f"{a.calib}-{a.level}-w{a.windows}" + (f"-d{a.dense_layers.replace(',', '_')}" if dense_extra else "") \
+        + (f"-r{a.reconstruct_epochs}x{a.reconstruct_lr:g}" if a.reconstruct_epochs else "") \
+        + ("-staticdown" if a.static_down else "")
+    opts = QuantizeOptions(disable_level=parse_level(a.level), calib_samples=a.calib_samples, calib_seq_len=512,
+                           dynamic_groups=() if a.static_down else None)
     for name in a.configs.split(","):
         key = f"{name}/{tag}"
         if key in results:
@@ -77,7 +84,8 @@ def main() -> None:
                 else:
                     m, p, s = CONFIGS[name]
                     run_sparse(hf_dir, ref.name, tok, art, calib, dataclasses.replace(opts),
-                               PruneConfig(s, p, m, dense_extra), overwrite=True, progress=False, log=lambda s: None)
+                               PruneConfig(s, p, m, dense_extra, reconstruct_epochs=a.reconstruct_epochs,
+                                           reconstruct_lr=a.reconstruct_lr), overwrite=True, progress=False, log=lambda s: None)
             man = json.loads((art / "artifact.json").read_text())
             row["float_layers"] = man["fallback"]["float_units"]
             if name != "dense":

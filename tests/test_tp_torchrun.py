@@ -53,12 +53,16 @@ def runs(tmp_path_factory, smollm2_hf_dir):
     mis = make_tiny_hf(tmp / "mis", heads=6, kv_heads=3, hidden=48, inter=96, layers=2, seed=3)
     ids = torch.randint(3, 256, (2, 7), generator=gen)
     art = make_w8a8_artifact(r32, tmp / "r32-w8a8", torch.randint(3, 256, (4, 32), generator=gen))
+    # per-token inputs on the row-parallel linears: each rank must quantize with the whole row's scale
+    dyn = make_w8a8_artifact(r32, tmp / "r32-w8a8-dyn", torch.randint(3, 256, (4, 32), generator=gen),
+                             dynamic=("o_proj", "down_proj"))
     cut(str(r32), 2, tmp / "r32-cut2", progress=False)
     cut(str(art), 2, tmp / "w8a8-cut2", progress=False)
     from compress.pack.artifact import pack_artifact
 
     pack_artifact(art, tmp / "w8a8-packed", progress=False)  # TP=1 reference of the packed units
     pack_artifact(tmp / "w8a8-cut2", tmp / "w8a8-cut2-packed", progress=False)  # cut, then pack rank by rank
+    pack_artifact(dyn, tmp / "dyn-packed", progress=False)
     smol_ids = torch.tensor([tokenizer_for(resolve_model(str(smollm2_hf_dir))).encode("The capital of France is")])
     specs = [  # (name, ranks, kind, path, ids, reference path, artifact?)
         ("float_tp4", [0, 1, 2, 3], "float", r32, ids, r32, False),
@@ -69,6 +73,8 @@ def runs(tmp_path_factory, smollm2_hf_dir):
         ("w8a8_tp2_cut", [2, 3], "cut", tmp / "w8a8-cut2", ids, art, True),
         ("packed_tp2_cut", [0, 1], "cut", tmp / "w8a8-cut2-packed", ids, tmp / "w8a8-packed", True),
         ("packed_tp2", [2, 3], "artifact", tmp / "w8a8-packed", ids, art, True),
+        ("dyn_tp4", [0, 1, 2, 3], "artifact", dyn, ids, dyn, True),
+        ("dyn_packed_tp2", [0, 1], "artifact", tmp / "dyn-packed", ids, dyn, True),
         ("smollm2_tp3", [0, 1, 2], "float", smollm2_hf_dir, smol_ids, smollm2_hf_dir, False),
         ("kv_fewer_than_ranks_tp4", [0, 1, 2, 3], "float", over, ids, over, False),
         ("kv_not_divisible_tp2", [0, 1], "float", mis, ids, mis, False),
@@ -97,7 +103,8 @@ def test_heads_are_split_32_8(runs):
     assert (results["float_tp2"]["n_heads_local"], results["float_tp2"]["n_kv_local"]) == (16, 4)
 
 
-@pytest.mark.parametrize("name", ["w8a8_tp4", "w8a8_tp2", "w8a8_tp2_cut", "packed_tp2_cut", "packed_tp2"])
+@pytest.mark.parametrize("name", ["w8a8_tp4", "w8a8_tp2", "w8a8_tp2_cut", "packed_tp2_cut", "packed_tp2", "dyn_tp4",
+                                  "dyn_packed_tp2"])
 def test_w8a8_tp_matches_tp1(runs, name):
     results, refs = runs
     assert results[name]["output_ids"] == refs[name]

@@ -47,11 +47,12 @@ def finish(p: subprocess.Popen, timeout: float = 240) -> str:
     return out
 
 
-def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor) -> Path:
+def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor, dynamic: tuple[str, ...] = ()) -> Path:
     """A static W8A8 artifact in the project format: per-channel int8 weights, per-tensor input
     scale/offset from the min/max each linear's input takes on `calib_ids` (plain float model).
     down_proj rotates its input online (input_hadamard, block 8: aligned with every rank split the
-    tests use), so TP = 1 comparisons cover the rotated int8 path too."""
+    tests use), so TP = 1 comparisons cover the rotated int8 path too. Linears whose name ends with
+    one of `dynamic` get per-token inputs instead (no input_scale), as compress sparse writes down_proj."""
     from runtime.engine import Engine
     from runtime.loaders import open_source
     from runtime.loading import build_model
@@ -86,9 +87,11 @@ def make_w8a8_artifact(float_dir: Path, out: Path, calib_ids: torch.Tensor) -> P
             w = qmath.hadamard(w, had)
             tensors[f"{mod}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
         q, ws = qmath.quantize_weight(w)
-        scale, offset = qmath.act_params(lo, hi)
         tensors[f"{mod}.quant_weight"] = q
         tensors[f"{mod}.weight_scale"] = ws
+        if mod.endswith(dynamic or ("-",)):
+            continue
+        scale, offset = qmath.act_params(lo, hi)
         tensors[f"{mod}.deq_scale"] = ws * scale
         tensors[f"{mod}.input_scale"] = torch.tensor([scale], dtype=torch.float32)
         tensors[f"{mod}.input_offset"] = torch.tensor([offset], dtype=torch.float32)

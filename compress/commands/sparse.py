@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from compress.sparse.driver import RECONSTRUCT_EPOCHS, RECONSTRUCT_LR
 from runtime.commands import user_errors
 
 
@@ -24,6 +25,12 @@ def register(app: typer.Typer) -> None:
                                                      "(chosen by measured pruning error; default: the preset's)"),
         float_layers: Optional[str] = typer.Option(None, help="comma-separated layers kept dense and float, by hand"),
         dense_layers: Optional[str] = typer.Option(None, help="extra layers kept dense but int8 (sensitive layers)"),
+        reconstruct_epochs: int = typer.Option(RECONSTRUCT_EPOCHS, help="block reconstruction after pruning: Adam "
+                                               "epochs per layer fitting the pruned layer to the dense model's "
+                                               "output, mask frozen (0 = off)"),
+        reconstruct_lr: float = typer.Option(RECONSTRUCT_LR, help="block reconstruction learning rate"),
+        static_down: bool = typer.Option(False, help="quantize down_proj's input with one static range too (the "
+                                         "guide's all-static format; default: per token, see README)"),
         act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
         smooth: bool = typer.Option(True, help="anti-outlier smoothing (--no-smooth: plain W8A8)"),
         calib_data: Optional[Path] = typer.Option(None, help="C-Eval directory or text files (default: preset's)"),
@@ -69,7 +76,10 @@ def register(app: typer.Typer) -> None:
             opts.float_units = [str(u) for u in pq["float_layers"]]
         if opts.float_units is not None:
             opts.disable_level = len(opts.float_units)
-        pcfg = PruneConfig(sparsity, pattern, method, tuple(ints(dense_layers, "dense-layers")) if dense_layers else ())
+        pcfg = PruneConfig(sparsity, pattern, method, tuple(ints(dense_layers, "dense-layers")) if dense_layers else (),
+                           reconstruct_epochs=reconstruct_epochs, reconstruct_lr=reconstruct_lr)
+        if static_down:
+            opts.dynamic_groups = ()
         calib = calib_data or expand(pq.get("calib_data", "${SHARED}/data/ceval"))
         hf_dir = imported_dir(ref)
         tok = tokenizer_for(ref, open_source(hf_dir))

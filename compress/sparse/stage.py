@@ -126,6 +126,11 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
             "dense_layers": list(pcfg.dense_layers), "float_layers": dense,
             "achieved_mean": round(sum(d["sparsity"] for d in pruned) / max(1, len(pruned)), 6),
             "sparsegpt": {"percdamp": pcfg.percdamp, "blocksize": pcfg.blocksize} if pcfg.method == "sparsegpt" else None,
+            "reconstruction": {"epochs": pcfg.reconstruct_epochs, "lr": pcfg.reconstruct_lr,
+                               "objective": "layer output vs the dense model's, pruned-stream inputs, mask frozen",
+                               "relative_error": {str(k): [round(a, 6), round(b, 6)]
+                                                  for k, (a, b) in sorted(rep.reconstruction.items())}}
+            if pcfg.reconstruct_epochs else None,
             "per_module": per_layer,
         }
         with atomic_dir(out, overwrite=overwrite) as tmp:

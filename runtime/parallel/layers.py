@@ -39,6 +39,13 @@ class RowParallelLinear(nn.Module):
         self.inner = inner
         self.group = group
         self.out_splits = tuple(inner.out_splits)
+        if hasattr(inner, "scale_sync"):  # int8 with per-token inputs: scale by the whole row's absmax
+            inner.scale_sync = self._row_max
+
+    def _row_max(self, s: torch.Tensor) -> torch.Tensor:
+        s = s.contiguous()
+        dist.all_reduce(s, op=dist.ReduceOp.MAX, group=self.group)
+        return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inner(x)

@@ -6,6 +6,7 @@ model dtype. Fused specs (q/k/v, gate/up) share one input, hence one static inpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,8 @@ class Int8Linear(nn.Module):
         self.out_features = w.shape[0]
         self.dtype = dtype
         self.static = parts[0].input_scale is not None
+        # dynamic inputs under tensor parallelism: maps this rank's per-token scales to the whole row's
+        self.scale_sync: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.hadamard = parts[0].hadamard
         if self.static:
             self.scale = float(parts[0].input_scale)
@@ -101,6 +104,8 @@ class Int8Linear(nn.Module):
                 y = (y if self.bias is None else y + self.bias).to(self.dtype)
         else:
             s = qmath.dynamic_scales(x2)
+            if self.scale_sync is not None:  # row-parallel: every rank must use the full row's scale
+                s = self.scale_sync(s)
             xq = torch.clamp(torch.round(x2.float() / s), -127, 127)
             if self.use_onednn and x2.shape[0] == 1:
                 y = self._onednn((xq + 128).to(torch.uint8), float(s), 128)

@@ -1,6 +1,8 @@
 """The runtime linear that runs W8A8 straight from the packed sparse form (tile by tile, see kernel.py)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,6 +56,7 @@ class PackedSparseInt8Linear(nn.Module):
         self.register_buffer("bias", None if fp_bias is None or not bool(fp_bias.any()) else fp_bias.float(),
                              persistent=False)
         self.static = input_scale is not None
+        self.scale_sync: Callable[[torch.Tensor], torch.Tensor] | None = None  # see Int8Linear
         self.scale = float(input_scale) if self.static else None
         self.offset = int(input_offset) if self.static else None
         if self.static:
@@ -82,6 +85,8 @@ class PackedSparseInt8Linear(nn.Module):
             y = (acc.to(torch.int64) - self.zp_rowsum).float() * self.scale * self.weight_scale
         else:
             s = qmath.dynamic_scales(x2)
+            if self.scale_sync is not None:  # row-parallel: every rank must use the full row's scale
+                s = self.scale_sync(s)
             codes = torch.clamp(torch.round(x2 / s), -127, 127)
             acc = sparse_u8s8_mm(self._u8(codes), self.mask, self.values, self.row_ptr)
             y = (acc.to(torch.int64) - 128 * self.rowsum).float() * s * self.weight_scale
