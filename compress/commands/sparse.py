@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         dense_layers: Optional[str] = typer.Option(None, help="extra layers kept dense but int8 (sensitive layers)"),
         reconstruct_epochs: int = typer.Option(RECONSTRUCT_EPOCHS, help="block reconstruction after pruning: Adam "
                                                "epochs per layer fitting the pruned layer to the dense model's "
-                                               "output, mask frozen (0 = off)"),
+                                               "output, mask frozen (0 = off; costs ~3 training passes "
+                                               "over the calibration set: hours for 7B on a small CPU)"),
         reconstruct_lr: float = typer.Option(RECONSTRUCT_LR, help="block reconstruction learning rate"),
         static_down: bool = typer.Option(False, help="quantize down_proj's input with one static range too (the "
                                          "guide's all-static format; default: per token, see README)"),
