@@ -88,7 +88,9 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     extra = sorted(set(pcfg.dense_layers) - set(dense))
     pcfg = dataclasses.replace(pcfg, dense_layers=tuple(sorted(set(dense) | set(pcfg.dense_layers))))
     log(f"[sparse 2/3] pruning {pcfg.method} {pcfg.pattern} {pcfg.sparsity:g}; dense+float layers {dense}"
-        + (f", dense int8 layers {extra}" if extra else ""))
+        + (f", dense int8 layers {extra}" if extra else "")
+        + (f"; block reconstruction {pcfg.reconstruct_epochs} epochs, lr {pcfg.reconstruct_lr:g}"
+           if pcfg.reconstruct_epochs else ""))
     rep = prune_model(hf, calib.samples, pcfg, progress)
     tensors = {n: src.get(n).clone() for n in weight_names(cfg)}
     for li, layer in enumerate(hf.model.layers):
