@@ -1,8 +1,9 @@
 """Prune a transformers LlamaForCausalLM layer by layer on calibration token ids.
 
 Sequential, as in Wanda/SparseGPT: the inputs of layer l+1 are the outputs of the already pruned layer l, so
-each layer is pruned for the activations it will really see. Memory: the calibration hidden states of one layer
-(samples × seq × hidden) plus one layer's statistics.
+each layer is pruned for the activations it will really see. With reconstruction the dense model's stream is
+carried beside it (the targets). Memory: the calibration hidden states of one layer (samples × seq × hidden, twice
+with reconstruction) plus one layer's statistics.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from tqdm import tqdm
 
 from runtime.errors import UserError
 
-from .reconstruct import reconstruct_layer
 from .masks import nm_mask, parse_pattern, row_mask
+from .reconstruct import reconstruct_layer
 from .scores import magnitude_score, wanda_score
 from .sparsegpt import sparsegpt_prune
 
