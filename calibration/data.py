@@ -38,13 +38,22 @@ def is_ceval_dir(p: Path) -> bool:
 def ceval_prompts(root: Path, splits: tuple[str, ...] = ("val", "dev")) -> tuple[list[str], list[Path]]:
     """One prompt per question: the question, its four choices and (when known) the answer."""
     from datasets import load_dataset
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     files = sorted(f for s in splits for f in (root / s).glob(f"*_{s}.csv"))
     if not files:
         raise UserError(f"{root} holds no C-Eval CSVs (<split>/<subject>_val.csv): pass a C-Eval directory "
                         "or a directory of .txt files with --calib-data")
-    ds = load_dataset("csv", data_files=[str(f) for f in files], split="train",
-                      keep_in_memory=True, cache_dir=None)
+    # datasets labels its copy of local files "Downloading data": a user behind a firewall reads that as
+    # going online. Nothing is fetched (local paths only); its bars are silenced for this read.
+    was_off = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        ds = load_dataset("csv", data_files=[str(f) for f in files], split="train",
+                          keep_in_memory=True, cache_dir=None)
+    finally:
+        if not was_off:
+            enable_progress_bars()
     prompts = []
     for r in ds:
         p = f"{r['question']}\nA. {r['A']}\nB. {r['B']}\nC. {r['C']}\nD. {r['D']}\n答案："

@@ -164,6 +164,9 @@ def cut_artifact(src: Path, world: int, out: Path, overwrite: bool = False, prog
 def cut(src: str, world: int, out: Path, tokenizer: str | None = None, overwrite: bool = False,
         progress: bool = True) -> dict[str, Any]:
     """Cut `src` (model preset / HF dir / GGUF / llama2.c, or an artifact directory) into `world` units."""
+    from runtime.atomic import check_out
+
+    check_out(out, overwrite)  # before the work (an import or a 7B slicing)
     p = Path(src).expanduser()
     if p.is_dir() and (p / "cut.json").exists():
         raise UserError(f"{src} is already a cut directory: cut the original model or artifact instead")

@@ -235,7 +235,7 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     """The whole stage; returns the manifest written to `out`/artifact.json."""
     from calibration.data import build_calibration
     from calibration.stats import collect_stats, load_hf_model
-    from runtime.atomic import atomic_dir
+    from runtime.atomic import atomic_dir, check_out
     from runtime.hf_export import export_hf_dir
     from runtime.loaders import open_source, weight_names
 
@@ -244,13 +244,16 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
 
     opts.check()
     t0 = time.time()
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists: choose another --out or pass --force")
+    out = check_out(out, overwrite)  # before the work: a refusal after an hour of calibration helps nobody
     src = open_source(hf_dir)
     cfg = src.config
     n_units = cfg.num_hidden_layers if opts.fallback_unit == "layer" else 7 * cfg.num_hidden_layers
     if opts.disable_level > n_units:
         raise UserError(f"--disable-level L{opts.disable_level} exceeds the {n_units} {opts.fallback_unit} units")
+    from .checks import check_calibration, check_float_units
+
+    check_float_units(opts.float_units, opts.fallback_unit, cfg)
+    check_calibration(opts.calib_samples, opts.calib_seq_len, cfg)
 
     log(f"[1/5] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, opts.calib_samples, opts.calib_seq_len, opts.seed)

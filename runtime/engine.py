@@ -53,6 +53,28 @@ class PrefixCache:
         return view
 
 
+def check_generate_args(max_new_tokens, sampling: SamplingParams) -> None:
+    """Arguments a caller of the Python API can get wrong; each gets its own message, not a traceback."""
+    import math
+    import numbers
+
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
+        raise UserError(f"max_new_tokens must be a whole number of tokens, got {max_new_tokens!r}")
+    if max_new_tokens < 1:
+        raise UserError("max_new_tokens must be at least 1")
+    if not isinstance(sampling, SamplingParams):
+        raise UserError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
+    t, k, p = sampling.temperature, sampling.top_k, sampling.top_p
+    if not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0:
+        raise UserError(f"temperature {t!r}: give a finite number >= 0 (0 = greedy)")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise UserError(f"top_k {k!r}: give a whole number >= 0 (0 = off)")
+    if not isinstance(p, numbers.Real) or not 0 < p <= 1:  # NaN fails this too
+        raise UserError(f"top_p {p!r}: give a number in (0, 1] (1 = off)")
+    if isinstance(sampling.seed, bool) or not isinstance(sampling.seed, numbers.Integral):
+        raise UserError(f"seed {sampling.seed!r}: give a whole number")
+
+
 class Engine:
     def __init__(self, model: Llama, max_seq_len: int = 2048, pad_id: int | None = None,
                  eos_ids: list[int] | None = None):
@@ -73,6 +95,9 @@ class Engine:
             raise UserError("input_ids must be an INT64 tensor of shape [BATCH, SEQ_LEN]")
         if input_ids.dtype != torch.int64:
             raise UserError(f"input_ids must be INT64, got {input_ids.dtype}")
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise UserError(f"input_ids has shape {tuple(input_ids.shape)}: give at least one row of at least "
+                            "one token ([BATCH >= 1, SEQ_LEN >= 1])")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.cfg.vocab_size):
             bad = int(input_ids.max()) if int(input_ids.max()) >= self.cfg.vocab_size else int(input_ids.min())
             raise UserError(f"token id {bad} is out of range: the model's vocabulary has {self.cfg.vocab_size} "
@@ -202,8 +227,7 @@ class Engine:
                  max_new_tokens: int = 32, sampling: SamplingParams | None = None,
                  ignore_eos: bool = False) -> Generation:
         sampling = sampling or SamplingParams()
-        if max_new_tokens < 1:
-            raise UserError("max_new_tokens must be at least 1")
+        check_generate_args(max_new_tokens, sampling)
         b = self.prepare(input_ids, attention_mask)
         B, S = b.ids.shape
         total = S + max_new_tokens

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def cut_(
         src: str = typer.Argument(..., help="model (preset, HF dir, .gguf, llama2.c .bin) or an artifact directory"),
         tp: int = typer.Option(..., "--tp", help="tensor-parallel size N: must divide the attention heads and FFN width"),
-        out: Path = typer.Option(..., help="output directory: cut.json + rank0/ .. rank{N-1}/"),
+        out: Path = typer.Option(..., help="output directory: cut.json + rank_0/ .. rank_{N-1}/"),
         tokenizer: Optional[str] = typer.Option(None, help="tokenizer for checkpoints that carry none (llama2.c)"),
         force: bool = typer.Option(False, help="replace an existing --out"),
     ) -> None:

@@ -22,11 +22,19 @@ def register(app: typer.Typer) -> None:
         """Store int8 weights as bitmask + non-zero values (+ row index): lossless, per tensor-parallel rank."""
         from compress.pack import pack_artifact
 
+        from runtime.atomic import check_out
+
         out = out or artifact.with_name(artifact.name + "-packed")
+        check_out(out, force)
         for i, r in enumerate(pack_artifact(artifact, out, codec, overwrite=force)):
             typer.echo(f"rank {i}: int8 {r['dense_int8_bytes'] / 2**20:.2f} MiB -> packed {r['packed_bytes'] / 2**20:.2f}"
                        f" MiB (ratio {r['ratio']:.3f}), file {r['file']} {r['file_bytes'] / 2**20:.2f} MiB "
                        f"(ratio {r['file_ratio']:.3f})")
+            if min(r["ratio"], r["file_ratio"]) >= 1:
+                typer.secho(f"warning: rank {i}'s packed weights are larger than dense int8 (ratio {r['ratio']:.3f}): "
+                            "the artifact is not sparse enough for the bitmask to pay (the mask costs 1/8 byte per "
+                            "weight, so it needs well over 1/8 of the weights zero); keep the unpacked artifact, or prune it first with compress sparse",
+                            fg="yellow", err=True)
         typer.echo(f"wrote {out}; run it with: runtime run --quant {out}")
 
     @app.command("unpack")

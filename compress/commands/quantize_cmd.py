@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from runtime.commands import user_errors
+from runtime.commands import apply_threads, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -51,8 +51,7 @@ def register(app: typer.Typer) -> None:
         from runtime.loading import imported_dir, tokenizer_for
         from runtime.presets import expand, resolve_model
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
         ref = resolve_model(model, weights, tokenizer)
         pq = ref.preset.quantize if ref.preset else {}
         opts = QuantizeOptions()
@@ -74,8 +73,8 @@ def register(app: typer.Typer) -> None:
         if not smooth:  # plain W8A8: no anti-outlier stage at all
             opts.alphas = (0.0,)
             opts.hadamard_down, opts.rotate_o, opts.rotate_residual = (hadamard_block or 0), False, False
-        opts.calib_samples = calib_samples or pq.get("calib_samples", 64)
-        opts.calib_seq_len = calib_seq_len or pq.get("calib_seq_len", 512)
+        opts.calib_samples = calib_samples if calib_samples is not None else pq.get("calib_samples", 64)
+        opts.calib_seq_len = calib_seq_len if calib_seq_len is not None else pq.get("calib_seq_len", 512)
         opts.seed = pq.get("seed", 0) if seed is None else seed
         opts.sens_samples = sens_samples
         if float_layers is not None:

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from compress.sparse.driver import RECONSTRUCT_EPOCHS, RECONSTRUCT_LR
-from runtime.commands import user_errors
+from compress.sparse.defaults import RECONSTRUCT_EPOCHS, RECONSTRUCT_LR
+from runtime.commands import apply_threads, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -52,8 +52,7 @@ def register(app: typer.Typer) -> None:
         from runtime.loading import imported_dir, tokenizer_for
         from runtime.presets import expand, resolve_model
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
 
         def ints(s: str, what: str) -> list[int]:
             try:
@@ -68,8 +67,8 @@ def register(app: typer.Typer) -> None:
         opts.act_method = act_method or pq.get("act_method", "static")
         if not smooth:
             opts.alphas = (0.0,)
-        opts.calib_samples = calib_samples or pq.get("calib_samples", 64)
-        opts.calib_seq_len = calib_seq_len or pq.get("calib_seq_len", 512)
+        opts.calib_samples = calib_samples if calib_samples is not None else pq.get("calib_samples", 64)
+        opts.calib_seq_len = calib_seq_len if calib_seq_len is not None else pq.get("calib_seq_len", 512)
         opts.seed = pq.get("seed", 0) if seed is None else seed
         if float_layers is not None:
             opts.float_units = [str(i) for i in ints(float_layers, "float-layers")]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from runtime.errors import UserError
 
+from .defaults import RECONSTRUCT_EPOCHS, RECONSTRUCT_LR  # re-exported: the sparse stage's defaults
 from .masks import nm_mask, parse_pattern, row_mask
 from .reconstruct import reconstruct_layer
 from .scores import magnitude_score, wanda_score
@@ -23,8 +24,6 @@ from .sparsegpt import sparsegpt_prune
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 METHODS = ("wanda", "magnitude", "sparsegpt")
-RECONSTRUCT_EPOCHS = 3  # defaults, measured on SmolLM2-135M (README: sparse section)
-RECONSTRUCT_LR = 1e-3
 
 
 @dataclass

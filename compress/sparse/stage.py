@@ -9,6 +9,7 @@ manifest records separately.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -51,7 +52,7 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     from calibration.stats import load_hf_model
     from compress.memsource import DictSource
     from compress.quantize import run_quantize, source_checksum
-    from runtime.atomic import atomic_dir
+    from runtime.atomic import atomic_dir, check_out, clean_stale
     from runtime.hf_export import export_hf_dir
     from runtime.loaders import open_source, weight_names
     from runtime.quant.artifact import MANIFEST, open_artifact, write_manifest
@@ -68,12 +69,18 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     qopts.dynamic_groups = qopts.dynamic_groups or ()
     qopts.check()
     t0 = time.time()
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists: choose another --out or pass --force")
+    out = check_out(out, overwrite)  # before the work
     src = open_source(hf_dir)
     cfg = src.config
     if qopts.fallback_unit != "layer":
         raise UserError("compress sparse keeps whole decoder layers dense and float: use --fallback-unit layer")
+    from compress.checks import check_calibration, check_float_units, check_layers
+
+    check_float_units(qopts.float_units, "layer", cfg)
+    check_layers(pcfg.dense_layers, cfg, "--dense-layers")
+    check_calibration(qopts.calib_samples, qopts.calib_seq_len, cfg)
+    if qopts.disable_level > cfg.num_hidden_layers:
+        raise UserError(f"--disable-level L{qopts.disable_level} exceeds the {cfg.num_hidden_layers} decoder layers")
     log(f"[sparse 1/3] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
     big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16  # as compress quantize: 7B+ runs in bf16
@@ -100,7 +107,9 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     del hf
     log("[sparse 3/3] anti-outlier W8A8 on the pruned model (compress quantize's stages)")
     qopts = dataclasses.replace(qopts, float_units=[str(i) for i in dense], disable_level=len(dense))
-    with tempfile.TemporaryDirectory(prefix=".sparse-", dir=out.parent if out.parent.exists() else None) as td:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out.parent, out.name)  # a killed run's working copy (its pid is in the name)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-{os.getpid()}-sparse-", dir=out.parent) as td:
         pruned_dir = Path(td) / "pruned"
         export_hf_dir(DictSource(cfg, tensors), tokenizer, pruned_dir, dtype=tensors[weight_names(cfg)[0]].dtype)
         stage = Path(td) / "stage"

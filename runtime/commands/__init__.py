@@ -26,6 +26,17 @@ def user_errors(fn):
     return wrapper
 
 
+def apply_threads(threads: int | None) -> None:
+    """--threads N: a positive count (torch's own error for 0 or -3 is a bare traceback)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads {threads}: give a positive number of CPU threads (or leave it out: all cores)")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def register_all(app: typer.Typer) -> None:
     for m in MODULES:
         importlib.import_module(f"{__name__}.{m}").register(app)

@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from ..errors import UserError
-from . import user_errors
+from . import apply_threads, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +31,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16"),
         device: str = typer.Option("cpu", help="cpu, cuda or npu"),
         threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)"),
+        restart: bool = typer.Option(False, "--restart", help="discard the run kept in --out and start over"),
         compare: Optional[tuple[Path, Path]] = typer.Option(None, help="DIR_A DIR_B: print per-subject and overall deltas of two runs"),
     ) -> None:
         """MMLU k-shot (hendrycks/test protocol): writes test_result/cache.csv and the accuracy summaries."""
@@ -43,14 +43,16 @@ def register(app: typer.Typer) -> None:
             return
         if out is None:
             raise UserError("--out DIR is required: the directory that receives test_result/ (and resumes from it)")
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
         from .run import load_for_run
+
+        from ..fingerprint import model_fingerprint
 
         engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len)
         typer.echo(f"model: {desc}")
+        fp = model_fingerprint(model, weights, tokenizer, quant, dtype, device, tok)
         res = run_mmlu(engine, tok, data, out, shots=shots, batch=batch, subjects=subjects, limit=limit, fmt=fmt,
-                       prefix_cache=prefix_cache, model_desc=desc)
+                       prefix_cache=prefix_cache, model_desc=desc, fingerprint=fp, restart=restart)
         typer.echo(json.dumps({k: res[k] for k in res if k not in ("subjects",)}, indent=1))
         o = res["overall"]
         typer.echo(f"MMLU {shots}-shot: micro {100 * o['micro_acc']:.2f}%  macro {100 * o['macro_acc']:.2f}%  "

@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
-from . import user_errors
+from . import apply_threads, user_errors
 
 
 def build_engine(model: Optional[str], weights: Optional[str], quant: Optional[Path], shape: Optional[str],
@@ -56,17 +55,16 @@ def register(app: typer.Typer) -> None:
         pairs: Optional[str] = typer.Option(None, help="explicit SEQ_IN:SEQ_OUT pairs instead of the grid, e.g. 256:64,512:512"),
         max_seq_len: int = typer.Option(2048, help="KV-cache length; longer cases are skipped with the reason"),
         threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)"),
-        out: Path = typer.Option(Path("perf_out"), help="directory for the CSV, PNG and summary"),
-        restart: bool = typer.Option(False, help="ignore rows kept from an interrupted run of the same matrix"),
-        no_plot: bool = typer.Option(False, help="skip the PNG"),
+        out: Optional[Path] = typer.Option(None, help="directory for the CSV, PNG and summary (default: ./perf_out)"),
+        restart: bool = typer.Option(False, "--restart", help="discard rows kept from an interrupted run and start over"),
+        plot: bool = typer.Option(True, "--plot/--no-plot", help="write the PNG of the latencies"),
     ) -> None:
         """The latency matrix: first-token and next-token latency per (batch, seq_in, seq_out), with a roofline column."""
         from ..errors import UserError
         from ..perf.cases import build_cases, grid_pairs, parse_int_list, parse_pairs, parse_range
         from ..perf.runner import run_performance
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
         single = (batch, seq_in, seq_out)
         if any(v is not None for v in single):
             if any(v is None for v in single):
@@ -78,9 +76,22 @@ def register(app: typer.Typer) -> None:
             bs = parse_int_list(batch_sizes, "--batch-sizes")
             prs = parse_pairs(pairs) if pairs else grid_pairs(parse_range(seq_in_range, "--seq-in-range"),
                                                              parse_range(seq_out_range, "--seq-out-range"))
+        if max_seq_len < 2:
+            raise UserError(f"--max-seq-len {max_seq_len}: give at least 2 positions")
+        cases = build_cases(bs, prs)
+        where = f"{out}/" if out is not None else f"{Path.cwd() / 'perf_out'}/ (the default --out, in the current directory)"
+        typer.echo(f"performance matrix: {len(cases)} cases (batch sizes {','.join(map(str, bs))} x {len(prs)} "
+                   f"seq_in:seq_out pairs, longest {max(i for i, _ in prs)}:{max(o for _, o in prs)}) -> {where}")
+        out = out if out is not None else Path("perf_out")
         engine, name = build_engine(model, weights, quant, shape, layers, dtype, device, max_seq_len)
-        res = run_performance(engine, build_cases(bs, prs), out, name, device_name=device, resume=not restart,
-                              plot=not no_plot, echo=typer.echo)
+        if shape is not None:
+            fp = {"weights": {"kind": "random", "shape": shape, "layers": layers}, "dtype": dtype, "device": device}
+        else:
+            from ..fingerprint import model_fingerprint
+
+            fp = model_fingerprint(model, weights, None, quant, dtype, device)
+        res = run_performance(engine, cases, out, name, device_name=device, resume=not restart,
+                              plot=plot, echo=typer.echo, fingerprint=fp)
         for r in res.rows:
             if not r.ok:
                 typer.echo(f"  {r.batch}x{r.seq_in}:{r.seq_out} {r.status}")

@@ -5,11 +5,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
-from ..atomic import atomic_write_text
-from . import user_errors
+from . import apply_threads, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +31,17 @@ def register(app: typer.Typer) -> None:
         from ..perplexity import load_windows, perplexity
         from .run import load_for_run
 
-        if threads:
-            torch.set_num_threads(threads)
+        from ..atomic import atomic_write_text, check_out_file
+        from ..errors import UserError
+
+        if windows is not None and windows < 1:
+            raise UserError(f"--windows {windows}: give a positive number of windows, or leave it out to score all")
+        if window < 2 or stride < 1:
+            raise UserError(f"--window {window} --stride {stride}: a window needs at least 2 tokens and the stride "
+                            "must be positive (the usual protocol: 512 and 512)")
+        if json_out is not None:
+            check_out_file(json_out, "--json")
+        apply_threads(threads)
         engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, window)
         wins = load_windows(tok, data, window, stride, windows)
         r = perplexity(engine.model, wins, progress=True)

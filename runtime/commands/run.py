@@ -6,20 +6,20 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
-from ..atomic import atomic_write_text
-from ..device import parse_dtype, resolve_device
-from ..engine import Engine
 from ..errors import UserError
-from ..sampling import SamplingParams
-from . import user_errors
+from . import apply_threads, user_errors
+
+# torch, the engine and the loaders are imported inside the functions: `runtime --help` must not pay the
+# seconds torch takes to import
 
 
 def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Optional[str], quant: Optional[Path],
                  dtype: str, device: str, max_seq_len: int):
     """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact."""
+    from ..device import parse_dtype, resolve_device
+    from ..engine import Engine
     from ..loaders import open_source
     from ..loading import build_model, imported_dir, tokenizer_for
     from ..presets import resolve_model
@@ -55,6 +55,8 @@ def chat_prompt(tok, text: str) -> str:
 
 def encode_batch(tok, prompts: list[str], chat: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded INT64 input_ids and a 0/1 attention_mask."""
+    import torch
+
     enc = [tok.encode(chat_prompt(tok, p), add_special=False) if chat else tok.encode(p) for p in prompts]
     if any(len(e) == 0 for e in enc):
         raise UserError("a prompt encodes to no tokens (empty prompt and no BOS): give some text")
@@ -89,14 +91,31 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="write output_ids, texts and latencies here"),
         bind_cpu: bool = typer.Option(False, "--bind-cpu", envvar="BIND_CPU",
                                       help="under torchrun: pin each rank to its own cores, one thread per core"),
+        performance: bool = typer.Option(False, "--performance", help="the guide's performance mode instead: the "
+                                         "latency matrix, with `runtime perf`'s options (see runtime perf --help)"),
+        precision: bool = typer.Option(False, "--precision", help="the guide's precision mode instead: MMLU "
+                                       "5-shot, with `runtime eval-mmlu`'s options (see runtime eval-mmlu --help)"),
     ) -> None:
-        """Generate completions and print first-token and per-token latency."""
+        """Generate completions and print first-token and per-token latency.
+
+        `runtime run --performance ...` is `runtime perf ...` and `runtime run --precision ...` is
+        `runtime eval-mmlu ...` (the deployment guide's spelling).
+        """
+        if performance or precision:  # the console entry point maps these before typer sees them
+            raise UserError("--performance / --precision select another mode: run them as `runtime perf ...` / "
+                            "`runtime eval-mmlu ...` (the `runtime` command maps them for you)")
         from ..parallel.dist import is_main_process, pin_cpu
 
+        from ..atomic import atomic_write_text, check_out_file
+        from ..engine import check_generate_args
+        from ..sampling import SamplingParams
+
+        if json_out is not None:  # before loading the model and generating, not after
+            check_out_file(json_out, "--json")
+        check_generate_args(max_new_tokens, SamplingParams(temperature, top_k, top_p, seed))
         if bind_cpu:
             pin_cpu()
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
         engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len)
         ids, mask = encode_batch(tok, prompt, chat)
         sp = SamplingParams(temperature, top_k, top_p, seed)

@@ -20,27 +20,66 @@ from .summary import classes_summary, subject_summary
 RESULT_DIR = "test_result"
 
 
-def _settings(shots: int, fmt: str, max_len: int, model_desc: str | None) -> dict:
-    # what makes two runs' rows comparable; batch, limit and subjects may change between resumes
-    return {"protocol": fmt, "shots": shots, "max_seq_len": max_len, "model": model_desc}
+def _settings(shots: int, fmt: str, max_len: int, model_desc: str | None, fingerprint: dict | None,
+              data_dir: Path) -> dict:
+    # what makes two runs' rows comparable; batch, limit and subjects may change between resumes.
+    # With a fingerprint (checksums of the weights, dtype, device, tokenizer) the description is only
+    # informative: a moved artifact still resumes, another one with the same name does not.
+    s = {"protocol": fmt, "shots": shots, "max_seq_len": max_len, "model": model_desc}
+    if fingerprint is not None:
+        s["fingerprint"] = fingerprint
+        s["data_sha256"] = data_checksum(data_dir)
+    return s
+
+
+def data_checksum(data_dir: Path) -> str:
+    """sha256 over every dev/ and test/ CSV: other questions give other scores."""
+    import hashlib
+
+    from ..fingerprint import sha256_file
+
+    h = hashlib.sha256()
+    for f in sorted([*data_dir.glob("dev/*.csv"), *data_dir.glob("test/*.csv")]):
+        h.update(f"{f.relative_to(data_dir).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
 def _check_settings(out_dir: Path, settings: dict) -> None:
     p = out_dir / "run.json"
     if p.exists():
         old = json.loads(p.read_text())
-        if old != settings:
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            raise UserError(f"{out_dir} holds a run with other settings {diff} (was, now): resume it with the "
-                            "same settings, or choose another --out")
-    else:
-        atomic_write_text(p, json.dumps(settings, indent=1) + "\n")
+        keys = [k for k in settings if not ("fingerprint" in settings and k == "model")]
+        diff = {k: (old.get(k), settings[k]) for k in keys if old.get(k) != settings[k]}
+        if diff:
+            why = "; ".join(_why(k, a, b) for k, (a, b) in diff.items())
+            raise UserError(f"{out_dir} holds an MMLU run of other settings ({why}): its rows would mix with "
+                            "this run's. Resume with the same model and options, pass --restart to start over "
+                            "in this directory, or choose another --out")
+    atomic_write_text(p, json.dumps(settings, indent=1) + "\n")
+
+
+def _why(key: str, was, now) -> str:
+    if key == "fingerprint" and isinstance(was, dict) and isinstance(now, dict):
+        parts = [f"{k} was {was.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(was) | set(now))
+                 if was.get(k) != now.get(k)]
+        return "model " + ", ".join(parts)
+    if key == "fingerprint" and was is None:
+        return "the earlier run recorded no checksum of its model (an older version), so it cannot be matched"
+    return f"{key} was {was!r}, now {now!r}"
+
+
+def clear_run(out_dir: Path) -> None:
+    """--restart: remove only the files an MMLU run writes (never a user's other files in --out)."""
+    for rel in ("run.json", "timing.json", *(f"{RESULT_DIR}/{f}" for f in
+                ("cache.csv", "summary_subject_acc.json", "summary_classes_acc.json"))):
+        (out_dir / rel).unlink(missing_ok=True)
 
 
 def run_mmlu(engine: Engine, tokenizer, data_dir: str | Path | None, out_dir: str | Path, shots: int = 5,
              batch: int = 1, subjects: list[str] | None = None, limit: int | None = None, fmt: str = "hendrycks",
              progress: bool = True, prefix_cache: bool = True, model_desc: str | None = None,
-             on_batch: Callable[[int], None] | None = None) -> dict:
+             on_batch: Callable[[int], None] | None = None, fingerprint: dict | None = None,
+             restart: bool = False) -> dict:
     """Evaluate MMLU and write `out_dir/test_result/{cache.csv, summary_subject_acc.json,
     summary_classes_acc.json}`; resume from an existing cache.csv. Returns the classes summary
     plus `subjects` and timing. `on_batch(n_new)` is called after each batch is saved (tests use it)."""
@@ -56,7 +95,9 @@ def run_mmlu(engine: Engine, tokenizer, data_dir: str | Path | None, out_dir: st
     if missing:
         raise UserError(f"{data_dir / 'mapping.json'} has no category for {', '.join(missing)}: add them")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, _settings(shots, fmt, engine.max_seq_len, model_desc))
+    if restart:
+        clear_run(out_dir)
+    _check_settings(out_dir, _settings(shots, fmt, engine.max_seq_len, model_desc, fingerprint, data_dir))
 
     dev = {s: read_csv(split_path(data_dir, "dev", s), s) for s in subs}
     tests = {s: read_csv(split_path(data_dir, "test", s), s)[:limit] for s in subs}

@@ -91,20 +91,56 @@ def run_case(engine: Engine, c: Case, floor_bw: float, weight_dtype: str, seed: 
     return row
 
 
-def warm_up(engine: Engine, batch: int) -> None:
-    """First calls build kernels and allocate; keep that out of every timed case."""
+def warm_up(engine: Engine, batch: int) -> float:
+    """First calls build kernels and allocate; keep that out of every timed case. Returns a decode step's ms."""
     n = min(16, max(1, engine.max_seq_len - 4))
-    engine.generate(_prompt(batch, n, engine.cfg.vocab_size, 1), None, min(3, engine.max_seq_len - n), ignore_eos=True)
+    g = engine.generate(_prompt(batch, n, engine.cfg.vocab_size, 1), None, min(3, engine.max_seq_len - n),
+                        ignore_eos=True)
+    return g.step_ms[-1] if g.step_ms else g.first_token_ms
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+
+def run_settings(engine: Engine, model_name: str, device: str, weight_dtype: str, seed: int, warmup: bool,
+                 fingerprint: dict | None) -> dict:
+    """Everything that changes a latency row: the model (checksum), dtypes, threads, cache length, seed."""
+    return {"model": model_name, "weight_dtype": weight_dtype, "dtype": DTYPE_NAMES.get(engine.model.dtype),
+            "device": device, "threads": torch.get_num_threads(), "max_seq_len": engine.max_seq_len,
+            "seed": seed, "warmup": warmup, "fingerprint": fingerprint}
+
+
+def _resume_rows(partial: Path, settings: dict) -> dict[tuple, PerfRow]:
+    lines = [json.loads(ln) for ln in partial.read_text().splitlines() if ln.strip().endswith("}")]
+    old = lines[0].get("_settings") if lines else None
+    if old != settings:
+        if old is None:
+            why = "it records no settings (an older version wrote it)"
+        else:
+            why = ", ".join(f"{k} was {old.get(k)!r}, now {settings[k]!r}" for k in settings
+                            if old.get(k) != settings[k])
+        raise UserError(f"{partial.parent} holds rows of an interrupted matrix measured with other settings ({why}): "
+                        "they would mix with this run's. Resume with the same options, pass --restart to start "
+                        "over, or choose another --out")
+    done = {}
+    for d in lines[1:]:
+        d.pop("_model", None)
+        r = PerfRow(**d)
+        done[r.key] = r
+    return done
 
 
 def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, model_name: str,
                     device_name: str | None = None, bandwidth: float | None = None, warmup: bool = True,
                     progress: bool = True, plot: bool = True, resume: bool = True, seed: int = 0,
-                    echo=print) -> PerfResult:
+                    echo=print, fingerprint: dict | None = None) -> PerfResult:
     """Run `cases` on `engine`; write the CSV (+ PNG, summary JSON) under `out_dir`; return the rows.
 
     bandwidth: bytes/s for the roofline floor; measured here when not given. Completed rows are kept in a
     side file as they finish, so an interrupted matrix resumes where it stopped (resume=False starts over).
+    The side file's first line records what the rows were measured with (`run_settings`); a resume with
+    anything else (another model checksum, dtype, thread count, ...) is refused rather than mixed.
     """
     if not cases:
         raise UserError("no cases to run: give --batch-sizes and --pairs (or the ranges)")
@@ -116,15 +152,15 @@ def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, mode
     partial = out / f".{stem}.partial.jsonl"
     bw = bandwidth or measure_read_bandwidth()
     wdt = weight_dtype_name(engine.model)
+    settings = run_settings(engine, model_name, dev, wdt, seed, warmup, fingerprint)
     done: dict[tuple, PerfRow] = {}
     if resume and partial.exists():
-        for line in partial.read_text().splitlines():
-            d = json.loads(line)
-            if d.pop("_model", None) == model_name and d.get("weight_dtype") == wdt:
-                r = PerfRow(**d)
-                done[r.key] = r
+        done = _resume_rows(partial, settings)
     elif partial.exists():
         partial.unlink()
+    if not partial.exists():
+        with open(partial, "w") as f:
+            f.write(json.dumps({"_settings": settings}, sort_keys=True) + "\n")
     echo(f"memory read bandwidth: {bw / 1e9:.1f} GB/s ({torch.get_num_threads()} threads); "
          f"{len(cases)} cases" + (f", {sum(1 for c in cases if (c.batch, c.seq_in, c.seq_out) in done)} resumed" if done else ""))
 
@@ -141,7 +177,12 @@ def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, mode
                 continue
             bar.set_postfix_str(c.name)
             if warmup and c.batch not in warmed and skip_reason(engine, c) is None:
-                warm_up(engine, c.batch)
+                step = warm_up(engine, c.batch)
+                if not warmed:  # an honest order of magnitude up front, before hours of measuring
+                    left = sum(_work(x) for x in cases if (x.batch, x.seq_in, x.seq_out) not in done)
+                    est = left * step / (1 + c.batch / 32) / 1e3
+                    echo(f"estimated time: ~{_duration(est)} for {len(cases) - len(done)} cases (from a warm-up "
+                         f"decode step of {step:.1f} ms; long sequences and big batches may take longer)")
                 warmed.add(c.batch)
             if engine._cache_shape is not None and engine._cache_shape[0] != c.batch:
                 engine.release_cache()  # free the last batch size's cache before measuring memory
