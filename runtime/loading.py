@@ -34,6 +34,9 @@ def imported_dir(ref: ModelRef, progress: bool = True) -> Path:
     st = ref.path.stat()
     key = hashlib.sha256(f"{ref.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{ref.tokenizer}".encode()).hexdigest()[:16]
     out = cache_dir() / "imports" / f"{ref.name}-{key}"
+    from .atomic import clean_stale
+
+    clean_stale(out.parent, out.name)  # a killed import's full-size temporary copy (its pid is dead)
     if not is_hf_dir(out):
         from .hf_export import export_hf_dir
 

@@ -92,8 +92,11 @@ def test_resume_keeps_finished_rows(engine, tmp_path):
     side = tmp_path / ".multibatch_performance_tiny_cpu.partial.jsonl"
     from dataclasses import asdict
 
-    marked = {**asdict(first.rows[0]), "first_token_ms": 12345.0, "_model": "tiny"}
-    side.write_text(json.dumps(marked) + "\n")
+    from runtime.perf.runner import run_settings
+
+    marked = {**asdict(first.rows[0]), "first_token_ms": 12345.0}
+    settings = run_settings(engine, "tiny", "cpu", first.rows[0].weight_dtype, 0, True, None)
+    side.write_text(json.dumps({"_settings": settings}) + "\n" + json.dumps(marked) + "\n")
     again = run_performance(engine, cases, tmp_path, "tiny", bandwidth=20e9, progress=False, plot=False,
                             echo=lambda s: None)
     assert again.rows[0].first_token_ms == 12345.0

@@ -1,6 +1,7 @@
 """The interface every checkpoint reader implements, and the names/shapes a Llama must have."""
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -21,6 +22,24 @@ def weight_names(cfg: ModelConfig) -> list[str]:
         names += [f"{p}.self_attn.{n}.weight" for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
         names += [f"{p}.mlp.{n}.weight" for n in ("gate_proj", "up_proj", "down_proj")]
     return names
+
+
+_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.")
+_TOP = ("model.embed_tokens.", "model.norm.", "lm_head.")
+
+
+def unused_known(names: set[str], cfg: ModelConfig) -> list[str]:
+    """Tensors of the model's own namespaces (embeddings, norm, head, decoder layers) that `cfg` does not
+    read: layers past num_hidden_layers, biases, ... Ignoring them would run another model than the
+    checkpoint's. A tied model's saved copy of lm_head and RoPE buffers are not weights and pass."""
+    want = set(weight_names(cfg))
+    out = []
+    for n in names:
+        if n in want or n.endswith("rotary_emb.inv_freq") or (n == "lm_head.weight" and cfg.tie_word_embeddings):
+            continue
+        if _LAYER_RE.match(n) or n.startswith(_TOP):
+            out.append(n)
+    return sorted(out, key=lambda n: (len(n), n))
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -87,6 +106,17 @@ class TensorSource(ABC):
                 f"{self.path}: checkpoint does not match its config: missing {', '.join(missing[:3])}{more}. "
                 "Check that config.json belongs to these weights"
             )
+        unused = unused_known(self._name_set(), self.config)
+        if unused:
+            layers = sorted({int(m.group(1)) for n in unused if (m := _LAYER_RE.match(n))})
+            deeper = [i for i in layers if i >= self.config.num_hidden_layers]
+            why = (f"it holds decoder layers up to {deeper[-1]} but config.json declares "
+                   f"{self.config.num_hidden_layers} (num_hidden_layers); the model would run truncated"
+                   if deeper else "these tensors would be silently ignored and the model would compute "
+                   "something else (biases or extra weights this runtime does not implement)")
+            more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+            raise UserError(f"{self.path}: checkpoint holds tensors its config does not use ({', '.join(unused[:3])}"
+                            f"{more}): {why}. Check that config.json belongs to these weights")
 
 
 def interleaved_to_half(w: torch.Tensor, n_heads: int) -> torch.Tensor:

@@ -34,10 +34,16 @@ class GGUFSource(TensorSource):
         import gguf
 
         self.path = Path(path)
+        size = self.path.stat().st_size
         try:
-            self._r = gguf.GGUFReader(str(self.path))
+            self._r = _bounded_reader(gguf)(str(self.path))
+        except _PastEnd as e:
+            raise UserError(f"{self.path} is truncated: it is {size:,} bytes but its contents run to at least "
+                            f"{e.need:,} bytes (an interrupted download or copy?). Fetch or copy the file "
+                            "again and compare its size with the original") from None
         except Exception as e:  # the gguf package raises plain ValueErrors on corrupt files
-            raise UserError(f"{self.path} is not a readable GGUF file: {e}") from None
+            raise UserError(f"{self.path} is not a readable GGUF file ({e}): it is damaged or not a GGUF; "
+                            "fetch or copy it again") from None
         f = self._r.fields
 
         def meta(key: str, default=None):
@@ -96,6 +102,25 @@ class GGUFSource(TensorSource):
 
     def tokenizer_path(self) -> Path | None:
         return self.path
+
+
+class _PastEnd(Exception):
+    def __init__(self, need: int):
+        self.need = need
+
+
+def _bounded_reader(gguf):
+    """GGUFReader whose every read is checked against the file's end: a truncated file then says so,
+    instead of numpy's "cannot reshape array" from a short slice."""
+
+    class Bounded(gguf.GGUFReader):
+        def _get(self, offset, dtype, count=1, override_order=None):
+            need = int(offset) + int(np.empty([], dtype=dtype).itemsize) * int(count)
+            if need > len(self.data):
+                raise _PastEnd(need)
+            return super()._get(offset, dtype, count, override_order)
+
+    return Bounded
 
 
 def _opt_id(v) -> int | None:

@@ -12,6 +12,19 @@ from ..errors import UserError
 from .base import TensorSource
 
 
+def _keys(f: Path) -> list[str]:
+    """The tensor names of one safetensors file; an empty, truncated or foreign file is a UserError."""
+    from safetensors import SafetensorError
+
+    size = f.stat().st_size
+    try:
+        with safe_open(str(f), framework="pt") as h:
+            return list(h.keys())
+    except (SafetensorError, OSError) as e:
+        what = "empty (0 bytes)" if size == 0 else f"not a complete safetensors file ({size:,} bytes: {e})"
+        raise UserError(f"{f} is {what}: an interrupted download or copy? Copy the weights again") from None
+
+
 class HFDirSource(TensorSource):
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -26,9 +39,8 @@ class HFDirSource(TensorSource):
         elif st:
             self._kind = "safetensors"
             for f in st:
-                with safe_open(str(f), framework="pt") as h:
-                    for k in h.keys():
-                        self._where[k] = f
+                for k in _keys(f):
+                    self._where[k] = f
         else:
             bins = sorted(self.path.glob("pytorch_model*.bin"))
             if not bins:
@@ -39,7 +51,17 @@ class HFDirSource(TensorSource):
                 self._bin_state.update(torch.load(f, map_location="cpu", mmap=True, weights_only=True))
             self._where = {k: bins[0] for k in self._bin_state}
         self._handles: dict[Path, object] = {}
+        self._check_files()
         self.check()
+
+    def _check_files(self) -> None:
+        """Every weight file named by the index must exist and open: a clear error, not a SafetensorError."""
+        if self._kind == "safetensors":
+            for f in sorted(set(self._where.values())):
+                if not f.exists():
+                    raise UserError(f"{f} is missing: {self.path / 'model.safetensors.index.json'} names it; "
+                                    "copy the complete checkpoint")
+                _keys(f)
 
     def names(self) -> list[str]:
         return list(self._where)
