@@ -21,7 +21,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Store int8 weights as bitmask + non-zero values (+ row index): lossless, per tensor-parallel rank."""
         from compress.pack import pack_artifact
-
         from runtime.atomic import check_out
 
         out = out or artifact.with_name(artifact.name + "-packed")
@@ -33,7 +32,8 @@ def register(app: typer.Typer) -> None:
             if min(r["ratio"], r["file_ratio"]) >= 1:
                 typer.secho(f"warning: rank {i}'s packed weights are larger than dense int8 (ratio {r['ratio']:.3f}): "
                             "the artifact is not sparse enough for the bitmask to pay (the mask costs 1/8 byte per "
-                            "weight, so it needs well over 1/8 of the weights zero); keep the unpacked artifact, or prune it first with compress sparse",
+                            "weight, so it needs well over 1/8 of the weights zero); keep the unpacked artifact, "
+                            "or prune it first with compress sparse",
                             fg="yellow", err=True)
         typer.echo(f"wrote {out}; run it with: runtime run --quant {out}")
 

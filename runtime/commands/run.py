@@ -104,10 +104,9 @@ def register(app: typer.Typer) -> None:
         if performance or precision:  # the console entry point maps these before typer sees them
             raise UserError("--performance / --precision select another mode: run them as `runtime perf ...` / "
                             "`runtime eval-mmlu ...` (the `runtime` command maps them for you)")
-        from ..parallel.dist import is_main_process, pin_cpu
-
         from ..atomic import atomic_write_text, check_out_file
         from ..engine import check_generate_args
+        from ..parallel.dist import is_main_process, pin_cpu
         from ..sampling import SamplingParams
 
         if json_out is not None:  # before loading the model and generating, not after
