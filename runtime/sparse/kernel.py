@@ -5,17 +5,17 @@ one vpexpandb per 64 weights puts the non-zeros back in place in a register, vpd
 accumulates in int32. The dense matrix never exists in memory, so a decode step reads ~0.63 bytes per weight at
 50% sparsity instead of 1: on a memory-bound CPU that is the speed-up.
 
-Built once with torch.utils.cpp_extension.load_inline (cached under ~/.cache/torch_extensions). Needs gcc and a
-CPU with AVX-512 VBMI2 + VNNI; `available()` says whether it is usable and `why_unavailable()` why not, in which
-case the runtime decompresses at load instead (same results, no speed-up).
+Built once by runtime/kernels/build.py (private temp dir + atomic rename under $LLAMA_COMPRESS_CACHE/kernels).
+Needs gcc and a CPU with AVX-512 VBMI2 + VNNI; `available()` says whether it is usable and `why_unavailable()` why
+not, in which case the runtime decompresses at load instead (same results, no speed-up).
 """
 from __future__ import annotations
 
 import functools
-import warnings
-from pathlib import Path
 
 import torch
+
+from ..kernels import cpu
 
 _SRC = r"""
 #include <torch/extension.h>
@@ -89,32 +89,24 @@ torch::Tensor sparse_u8s8_mm(torch::Tensor x, torch::Tensor mask, torch::Tensor 
 """
 
 _CPP_DECL = "torch::Tensor sparse_u8s8_mm(torch::Tensor x, torch::Tensor mask, torch::Tensor vals, torch::Tensor row_ptr);"
-NEEDED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vbmi2", "avx512_vnni")
+NEEDED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vbmi2", "avx512_vnni", "popcnt")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def _cpu_flags() -> frozenset[str]:
+    return cpu.cpu_flags()
 
 
 @functools.lru_cache(maxsize=1)
 def _load():
     """(module, None) or (None, reason)."""
-    missing = [f for f in NEEDED_FLAGS if f not in _cpu_flags()]
+    missing = cpu.missing(NEEDED_FLAGS)
     if missing:
         return None, f"the CPU lacks {', '.join(missing)}"
     try:
-        from torch.utils.cpp_extension import load_inline
+        from ..kernels.build import build_extension
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mod = load_inline("lc_sparse_u8s8_v1", cpp_sources=[_SRC], functions=["sparse_u8s8_mm"],
-                              extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+        mod = build_extension("lc_sparse_u8s8", _SRC, ["sparse_u8s8_mm"], label="packed-sparse int8",
+                              cflags=["-O3", "-fopenmp", *cpu.gcc_flags(NEEDED_FLAGS)], ldflags=["-fopenmp"])
         return mod, None
     except Exception as e:  # no compiler, no headers: fall back, say why
         return None, f"the C++ kernel did not build ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"

@@ -1,0 +1,1 @@
+"""Compiled CPU kernels of the runtime: the safe build helper, CPU flag checks, and the decode GEMV kernels."""
