@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import decode
+
 
 @dataclass(frozen=True)
 class LinearSpec:
@@ -78,17 +80,27 @@ PACK_BF16 = True
 
 
 class PackedLinear(nn.Module):
-    """A bf16 CPU FloatLinear whose weight oneDNN has reordered once into its blocked layout.
+    """A bf16 CPU linear on the fastest path this machine has.
 
-    Measured on this CPU (benchmarks/KERNELS.md): 22-32 GB/s of weights at batch 1 against 15-20 GB/s
-    for F.linear on the plain layout, and no slower for prefill. The packed copy replaces the plain
-    one (same bytes), so `weight` is a read-only property that unpacks a dense copy on demand: reading
-    it works, writing to it does not reach the matmul.
+    With AVX512-BF16 (and the kernel built): decode calls (M <= 8 rows) run the project's vdpbf16ps GEMV
+    (runtime/kernels/decode_src.py) on the plain row-major weight, prefill runs F.linear on that same
+    memory (oneDNN's matmul; as fast as the reordered layout at M = 512, benchmarks/KERNELS.md).
+    Otherwise oneDNN's reordered weight, 22-32 GB/s at batch 1 against 15-20 GB/s for F.linear on the
+    plain layout on the AMD EPYC of benchmarks/KERNELS.md; that copy replaces the plain one (same bytes),
+    so `weight` is then a read-only property that unpacks a dense copy on demand.
     """
 
     def __init__(self, weight: torch.Tensor, out_splits: tuple[int, ...], bias: torch.Tensor | None = None):
         super().__init__()
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
+        self.why_no_kernel = (f"in_features {weight.shape[1]} is not a multiple of 32" if weight.shape[1] % 32
+                              else decode.bf16_reason())
+        self.use_kernel = self.why_no_kernel is None
+        if self.use_kernel:
+            self.plain = weight.contiguous()
+            self.packed = None
+        else:
+            self.plain = None
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.out_splits = tuple(out_splits)
         self.in_features = weight.shape[1]
@@ -97,9 +109,20 @@ class PackedLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.packed.to_dense()
+        return self.plain if self.plain is not None else self.packed.to_dense()
+
+    @property
+    def decode_path(self) -> str:
+        return "bf16 vdpbf16ps kernel" if self.use_kernel else "oneDNN bf16"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_kernel:
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1])
+            if x2.shape[0] <= decode.MAX_M and x2.dtype == torch.bfloat16:
+                y = decode.bf16_gemv(x2.contiguous(), self.plain, self.bias, True)
+                return y.reshape(*shape[:-1], self.out_features)
+            return F.linear(x, self.plain, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
     def weight_bytes(self) -> int:

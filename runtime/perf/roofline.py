@@ -6,23 +6,17 @@ run uses, by a plain big-tensor reduction: the same kind of streaming read a GEM
 """
 from __future__ import annotations
 
-import time
 
 import torch
 from torch import nn
 
 
 def measure_read_bandwidth(nbytes: int = 512 << 20, repeats: int = 7) -> float:
-    """Read bandwidth in bytes/s: median over `repeats` sums of an `nbytes` float32 tensor (far beyond L3)."""
-    x = torch.ones(nbytes // 4, dtype=torch.float32)
-    x.sum()  # first touch and warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        x.sum()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return x.numel() * 4 / times[len(times) // 2]
+    """Read bandwidth in bytes/s: median over `repeats` reads of an `nbytes` float32 buffer (far beyond L3),
+    by the compiled AVX-512 probe (as fast as llama.cpp's membw_read.c) or torch's sum without it."""
+    from .membw import read_bandwidth_bytes
+
+    return read_bandwidth_bytes(nbytes, repeats)[0]
 
 
 def _tensor_bytes(ts) -> int:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels import decode
 from . import qmath
 
 
@@ -76,10 +77,24 @@ class Int8Linear(nn.Module):
             self.register_buffer("w_zp", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
             self.out_dtype = dtype if dtype in (torch.float32, torch.bfloat16) else torch.float32
             self.bias_k = None if b is None else b.to(self.out_dtype)
+        # decode (M <= 8 rows): the project's VNNI kernel on the plain [out, in] layout (runtime/kernels);
+        # why_no_kernel says why not (CPU flags, no compiler, shape, LLAMA_COMPRESS_KERNELS=off)
+        self.why_no_kernel = "not on CPU" if device.type != "cpu" else (
+            f"in_features {w.shape[1]} is not a multiple of 64" if w.shape[1] % 64 else decode.int8_reason())
+        self.use_kernel = self.why_no_kernel is None
         # dynamic prefill (many rows, one scale each) runs through torch._int_mm on the plain layout
-        keep_plain = not self.use_onednn or not self.static
-        self.register_buffer("qweight_t", w.t().contiguous().to(device) if keep_plain else None, persistent=False)
+        keep_plain = not self.use_onednn or not self.static or self.use_kernel
+        self.register_buffer("qweight", w.to(device) if keep_plain else None, persistent=False)
+        self.register_buffer("rowsum", w.sum(1, dtype=torch.int32) if self.use_kernel else None, persistent=False)
         self._nbytes = w.numel()
+
+    @property
+    def qweight_t(self) -> torch.Tensor | None:
+        return None if self.qweight is None else self.qweight.t()
+
+    @property
+    def decode_path(self) -> str:
+        return "int8 vpdpbusd kernel" if self.use_kernel else ("oneDNN int8" if self.use_onednn else "torch int_mm")
 
     def weight_bytes(self) -> int:
         return self._nbytes + self.weight_scale.numel() * 4
@@ -92,12 +107,20 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
+        if self.use_kernel and x2.shape[0] <= decode.MAX_M and (self.static or self.scale_sync is None):
+            # quantization (qmath's arithmetic, the Hadamard rotation included), GEMV and epilogue in one call
+            xk = x2 if x2.dtype in (torch.float32, torch.bfloat16) else x2.float()
+            y = decode.int8_linear(xk.contiguous(), self.qweight, self.rowsum, self.weight_scale, self.bias,
+                                   self.scale if self.static else None, self.offset if self.static else None,
+                                   self.hadamard, self.dtype == torch.bfloat16)
+            return (y if y.dtype == self.dtype else y.to(self.dtype)).reshape(*shape[:-1], self.out_features)
         if self.hadamard:
             x2 = qmath.hadamard(x2, self.hadamard)
         if self.static:
             if self.use_onednn:
-                xq = torch.clamp(torch.round(x2.float() * (1.0 / self.scale)) + (self.offset + 128), 0, 255)
-                y = self._onednn(xq.to(torch.uint8), self.scale, self.offset + 128)
+                # qmath's codes (int8) -> uint8 by +128, zero point offset+128: the same values
+                xq = qmath.quantize_act_static(x2, self.scale, self.offset).view(torch.uint8) ^ 128
+                y = self._onednn(xq, self.scale, self.offset + 128)
             else:
                 xq = qmath.quantize_act_static(x2, self.scale, self.offset)
                 y = self._int_mm(xq, self.offset) * (self.weight_scale * self.scale)
