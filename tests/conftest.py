@@ -31,6 +31,10 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
+    # compiled kernels are content-addressed (source, flags, torch, Python): reuse the user's, built once
+    from runtime.kernels.build import kernels_cache
+
+    os.environ.setdefault("LLAMA_COMPRESS_KERNELS_DIR", str(kernels_cache()))
     # imports made by tests go to a per-session cache, never the user's
     os.environ.setdefault("LLAMA_COMPRESS_CACHE", str(tmp_path_factory.mktemp("cache")))
 

@@ -10,8 +10,9 @@ from . import apply_threads, user_errors
 
 
 def build_engine(model: Optional[str], weights: Optional[str], quant: Optional[Path], shape: Optional[str],
-                 layers: Optional[int], dtype: str, device: str, max_seq_len: int):
-    """(engine, model_name) for a preset/path, a compressed artifact, or random weights of a named shape."""
+                 layers: Optional[int], dtype: str, device: str, max_seq_len: int, scheme: Optional[str] = None):
+    """(engine, model_name) for a preset/path, a compressed artifact, or random weights of a named shape
+    (in `scheme`: bf16, w8a8, w8a8-sparse50, w8a8-sparse24; see runtime/perf/random_schemes.py)."""
     from ..device import parse_dtype, resolve_device
     from ..engine import Engine
     from ..errors import UserError
@@ -25,7 +26,19 @@ def build_engine(model: Optional[str], weights: Optional[str], quant: Optional[P
         dt, dev = parse_dtype(dtype), resolve_device(device)
         src = random_shape_source(shape, layers, dt)
         name = shape + (f"-{layers}L" if layers else "")
-        return Engine(build_model(src, dt, dev), max_seq_len=max_seq_len), name
+        binder = None
+        if scheme is not None:
+            from ..perf.random_schemes import RandomSchemeBinder, check_scheme
+
+            check_scheme(scheme)
+            if scheme != "bf16" and dev.type != "cpu":
+                raise UserError(f"--scheme {scheme} runs the CPU int8 kernels: use --device cpu")
+            binder = RandomSchemeBinder(src, scheme, dt, dev)
+            name += f"-{scheme}"
+        return Engine(build_model(src, dt, dev, binder), max_seq_len=max_seq_len), name
+    if scheme is not None:
+        raise UserError("--scheme fills a random --shape with weights in that scheme: give --shape too "
+                        "(a real artifact's scheme comes from --quant)")
     if layers is not None:
         raise UserError("--layers cuts a random --shape; real models run at full depth")
     from .run import load_for_run
@@ -44,6 +57,7 @@ def register(app: typer.Typer) -> None:
         quant: Optional[Path] = typer.Option(None, help="a compressed artifact directory"),
         shape: Optional[str] = typer.Option(None, help="random weights with true shapes: llama2-7b, llama2-13b, tinyllama-1.1b"),
         layers: Optional[int] = typer.Option(None, help="with --shape: keep only the first K layers (quick runs)"),
+        scheme: Optional[str] = typer.Option(None, help="with --shape: random weights in bf16, w8a8, w8a8-sparse50 or w8a8-sparse24"),
         dtype: str = typer.Option("bf16", help="fp32, bf16 or fp16"),
         device: str = typer.Option("cpu", help="cpu, cuda or npu"),
         batch_sizes: str = typer.Option("1,4,8,16,32", help="batch sizes of the matrix"),
@@ -83,9 +97,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"performance matrix: {len(cases)} cases (batch sizes {','.join(map(str, bs))} x {len(prs)} "
                    f"seq_in:seq_out pairs, longest {max(i for i, _ in prs)}:{max(o for _, o in prs)}) -> {where}")
         out = out if out is not None else Path("perf_out")
-        engine, name = build_engine(model, weights, quant, shape, layers, dtype, device, max_seq_len)
+        engine, name = build_engine(model, weights, quant, shape, layers, dtype, device, max_seq_len, scheme)
         if shape is not None:
-            fp = {"weights": {"kind": "random", "shape": shape, "layers": layers}, "dtype": dtype, "device": device}
+            fp = {"weights": {"kind": "random", "shape": shape, "layers": layers, "scheme": scheme}, "dtype": dtype,
+                  "device": device}
         else:
             from ..fingerprint import model_fingerprint
 

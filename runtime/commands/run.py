@@ -124,6 +124,9 @@ def register(app: typer.Typer) -> None:
         if not is_main_process():  # tensor parallel: only rank 0 prints and writes files
             return
         typer.echo(f"model: {desc}")
+        from ..kernels.paths import describe_decode_paths
+
+        typer.echo(f"decode path: {describe_decode_paths(engine.model)}")
         for p, t in zip(prompt, texts):
             typer.echo(f"--- {p!r}\n{t}" if chat else f"--- {p!r}\n{p}{t}")
         typer.echo(f"first token: {g.first_token_ms:.1f} ms   next token: {g.next_token_ms:.2f} ms "

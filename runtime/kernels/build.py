@@ -3,7 +3,7 @@
 torch's load_inline builds in ~/.cache/torch_extensions/<name> behind a lock file; a build killed mid-way
 (Ctrl-C, OOM, a test timeout) leaves that lock behind and every later run waits on it forever. Here each
 build happens in a private temporary directory under the project's cache ($LLAMA_COMPRESS_CACHE/kernels,
-default ~/.cache/llama-compress/kernels) and the finished library is renamed into place, so:
+default ~/.cache/llama-compress/kernels, or $LLAMA_COMPRESS_KERNELS_DIR) and the finished library is renamed into place, so:
   - there is no lock: two processes building at once each finish and the last rename wins (same bytes);
   - a killed build leaves only its own temporary directory, which the next build removes once its owner
     process is dead, and a half-written library is never visible under the final name;
@@ -32,9 +32,11 @@ _loaded: dict[str, ModuleType] = {}
 
 
 def kernels_cache() -> Path:
+    """$LLAMA_COMPRESS_KERNELS_DIR, else $LLAMA_COMPRESS_CACHE/kernels (default ~/.cache/llama-compress/kernels)."""
     from ..presets import cache_dir
 
-    return cache_dir() / "kernels"
+    d = os.environ.get("LLAMA_COMPRESS_KERNELS_DIR")
+    return Path(d) if d else cache_dir() / "kernels"
 
 
 def build_key(name: str, source: str, cflags: Sequence[str], ldflags: Sequence[str]) -> str:

@@ -27,6 +27,7 @@ class PerfRow:
     floor_ms: float = math.nan  # decode_bytes / measured bandwidth
     roofline_pct: float = math.nan  # floor_ms / next_token_ms: 100 = at the memory-bandwidth limit
     status: str = "ok"  # "ok" or "skipped: <reason>"
+    decode_path: str = ""  # which kernels the decode step's linears ran (runtime/kernels/paths.py)
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ from ..errors import UserError
 from .cases import Case
 from .memory import available_bytes, case_bytes, peak_bytes, reset_peak
 from .report import PerfRow, Summary, file_stem, summarize, write_csv, write_plot
+from ..kernels.paths import describe_decode_paths
 from .roofline import decode_bytes, measure_read_bandwidth
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -60,9 +61,10 @@ def weight_dtype_name(model) -> str:
     return f"{base}+{'/'.join(other)}" if other else base
 
 
-def run_case(engine: Engine, c: Case, floor_bw: float, weight_dtype: str, seed: int = 0) -> PerfRow:
+def run_case(engine: Engine, c: Case, floor_bw: float, weight_dtype: str, seed: int = 0,
+             decode_path: str = "") -> PerfRow:
     """Time one case: a prompt of exactly seq_in tokens, exactly seq_out new tokens (EOS ignored)."""
-    row = PerfRow(c.batch, c.seq_in, c.seq_out, weight_dtype=weight_dtype)
+    row = PerfRow(c.batch, c.seq_in, c.seq_out, weight_dtype=weight_dtype, decode_path=decode_path)
     reason = skip_reason(engine, c)
     if reason:
         row.status = f"skipped: {reason}"
@@ -153,6 +155,7 @@ def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, mode
     bw = bandwidth or measure_read_bandwidth()
     wdt = weight_dtype_name(engine.model)
     settings = run_settings(engine, model_name, dev, wdt, seed, warmup, fingerprint)
+    paths = describe_decode_paths(engine.model)
     done: dict[tuple, PerfRow] = {}
     if resume and partial.exists():
         done = _resume_rows(partial, settings)
@@ -163,6 +166,7 @@ def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, mode
             f.write(json.dumps({"_settings": settings}, sort_keys=True) + "\n")
     echo(f"memory read bandwidth: {bw / 1e9:.1f} GB/s ({torch.get_num_threads()} threads); "
          f"{len(cases)} cases" + (f", {sum(1 for c in cases if (c.batch, c.seq_in, c.seq_out) in done)} resumed" if done else ""))
+    echo(f"decode path: {paths}")
 
     rows: list[PerfRow] = []
     warmed: set[int] = set()
@@ -186,7 +190,7 @@ def run_performance(engine: Engine, cases: list[Case], out_dir: str | Path, mode
                 warmed.add(c.batch)
             if engine._cache_shape is not None and engine._cache_shape[0] != c.batch:
                 engine.release_cache()  # free the last batch size's cache before measuring memory
-            row = run_case(engine, c, bw, wdt, seed)
+            row = run_case(engine, c, bw, wdt, seed, paths)
             rows.append(row)
             with open(partial, "a") as f:
                 f.write(json.dumps({**asdict(row), "_model": model_name}) + "\n")
