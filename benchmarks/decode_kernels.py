@@ -55,6 +55,7 @@ def main() -> None:
         ops = {
             "bf16 kernel": (lambda: decode.bf16_gemv(xb, wb[nxt()], None, True), N * K * 2),
             "bf16 oneDNN packed": (lambda: torch.ops.mkldnn._linear_pointwise(xb, wpk[nxt()], None, "none", [], ""), N * K * 2),
+            "bf16 F.linear plain": (lambda: torch.nn.functional.linear(xb, wb[nxt()]), N * K * 2),
             "int8 kernel (quantize+gemv)": (lambda: decode.int8_linear(xb, wq[nxt()], rs[i[0]], ws, None, 0.05, -3.0, None, True), N * K),
             "int8 oneDNN u8s8": (lambda: torch.ops.onednn.qlinear_pointwise(xu, 0.05, 125, wqp[nxt()], ws, zp, None, 1.0, 0,
                                                                                torch.bfloat16, "none", [], ""), N * K),

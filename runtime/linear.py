@@ -82,7 +82,7 @@ PACK_BF16 = True
 class PackedLinear(nn.Module):
     """A bf16 CPU linear on the fastest path this machine has.
 
-    With AVX512-BF16 (and the kernel built): decode calls (M <= 8 rows) run the project's vdpbf16ps GEMV
+    With AVX512-BF16 (and the kernel built): decode calls (M <= decode.MAX_M rows) run the project's vdpbf16ps GEMV
     (runtime/kernels/decode_src.py) on the plain row-major weight, prefill runs F.linear on that same
     memory (oneDNN's matmul; as fast as the reordered layout at M = 512, benchmarks/KERNELS.md).
     Otherwise oneDNN's reordered weight, 22-32 GB/s at batch 1 against 15-20 GB/s for F.linear on the

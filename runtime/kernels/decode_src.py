@@ -26,6 +26,14 @@ SRC = r"""
 
 static constexpr int64_t PF = 1024;  // prefetch distance in bytes along each row
 
+// Where row r of a block of R rows (each `row` bytes, contiguous) should prefetch while at byte `at`: PF ahead
+// in its own row, and over the last PF bytes the start of row r of the next block, so that each of the R
+// streams runs on into the next block without a cold start (a plain p + PF would land in row r + 1).
+static inline const char* prefetch_at(const char* base, int r, int R, int64_t row, int64_t at) {
+  const int64_t ahead = at + PF;
+  return ahead < row ? base + r * row + ahead : base + (R + r) * row + (ahead - row);
+}
+
 // ---------------------------------------------------------------- bf16 x bf16 -> fp32
 template <int R, int MB>
 TGT_BF16 static void bf16_block(const uint16_t* x, int64_t ldx, const uint16_t* w, int64_t K, float* acc_out) {
@@ -36,7 +44,7 @@ TGT_BF16 static void bf16_block(const uint16_t* x, int64_t ldx, const uint16_t* 
     __m512bh b[R];
     for (int r = 0; r < R; ++r) {
       const uint16_t* p = w + r * K + k;
-      _mm_prefetch(reinterpret_cast<const char*>(p) + PF, _MM_HINT_T0);
+      _mm_prefetch(prefetch_at(reinterpret_cast<const char*>(w), r, R, K * 2, k * 2), _MM_HINT_T0);
       b[r] = (__m512bh)_mm512_loadu_si512(p);
     }
     for (int m = 0; m < MB; ++m) {
@@ -183,7 +191,7 @@ TGT_VNNI static void u8s8_block(const uint8_t* x, int64_t ldx, const int8_t* w, 
     __m512i b[R];
     for (int r = 0; r < R; ++r) {
       const int8_t* p = w + r * K + k;
-      _mm_prefetch(reinterpret_cast<const char*>(p) + PF, _MM_HINT_T0);
+      _mm_prefetch(prefetch_at(reinterpret_cast<const char*>(w), r, R, K, k), _MM_HINT_T0);
       b[r] = _mm512_loadu_si512(p);
     }
     for (int m = 0; m < MB; ++m) {
@@ -286,19 +294,20 @@ torch::Tensor u8s8_gemv(torch::Tensor xq, torch::Tensor w) {
   return y;
 }
 // ---------------------------------------------------------------- read-bandwidth probe
-// A streaming sum with 4 independent AVX-512 accumulators per thread, threads over contiguous chunks:
-// the access pattern of the GEMV kernels, so the floor is measured the way the kernels read.
+// Reads the way the GEMV kernels do: per thread one contiguous chunk cut into 4 streams read side by side,
+// one 64-byte line of each per step, software prefetch PF bytes ahead. (A single-stream sum, like torch's
+// or peers/membw_read.c, reads ~20% slower on the Xeon this was tuned on and would understate the floor.)
 TGT_F static double sum_chunk(const float* a, int64_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
-    s1 = _mm512_add_ps(s1, _mm512_loadu_ps(a + i + 16));
-    s2 = _mm512_add_ps(s2, _mm512_loadu_ps(a + i + 32));
-    s3 = _mm512_add_ps(s3, _mm512_loadu_ps(a + i + 48));
-  }
-  double t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-  for (; i < n; ++i) t += a[i];
+  const int64_t q = (n / 4) & ~int64_t(15);
+  const float* s[4] = {a, a + q, a + 2 * q, a + 3 * q};
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < q; i += 16)
+    for (int r = 0; r < 4; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(s[r] + i) + PF, _MM_HINT_T0);
+      acc[r] = _mm512_add_ps(acc[r], _mm512_loadu_ps(s[r] + i));
+    }
+  double t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  for (int64_t i = 4 * q; i < n; ++i) t += a[i];
   return t;
 }
 

@@ -77,7 +77,7 @@ class Int8Linear(nn.Module):
             self.register_buffer("w_zp", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
             self.out_dtype = dtype if dtype in (torch.float32, torch.bfloat16) else torch.float32
             self.bias_k = None if b is None else b.to(self.out_dtype)
-        # decode (M <= 8 rows): the project's VNNI kernel on the plain [out, in] layout (runtime/kernels);
+        # decode (M <= decode.MAX_M rows): the project's VNNI kernel on the plain [out, in] layout (runtime/kernels);
         # why_no_kernel says why not (CPU flags, no compiler, shape, LLAMA_COMPRESS_KERNELS=off)
         self.why_no_kernel = "not on CPU" if device.type != "cpu" else (
             f"in_features {w.shape[1]} is not a multiple of 64" if w.shape[1] % 64 else decode.int8_reason())
