@@ -37,6 +37,7 @@ TGT static void rows_mc(const uint8_t* x, int64_t kp, const uint64_t* mask, cons
     int64_t b = 0;
     if (MC == 1) {  // two accumulators: hide vpdpbusd latency when only one token is in flight
       for (; b + 1 < nblk; b += 2) {
+        _mm_prefetch(reinterpret_cast<const char*>(v) + 1024, _MM_HINT_T0);  // the value stream, ahead
         uint64_t m0 = mk[b], m1 = mk[b + 1];
         __m512i w0 = _mm512_maskz_expandloadu_epi8(m0, v);
         v += _mm_popcnt_u64(m0);
