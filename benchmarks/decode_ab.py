@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/decode_ab.py --shape llama2-7b --layers 8 --scheme w8a8 [--batch 1] [--rounds 5]
     PYTHONPATH=. python benchmarks/decode_ab.py --model smollm2-135m --scheme bf16
 
-Both models live in one process; each round runs A then B (then the read-bandwidth probe), so drift on a
+Both models live in one process; rounds run A, B then B, A (then the read-bandwidth probe), so drift on a
 shared machine hits both alike. Prints ms/token (median over rounds, mean over the decode steps of each run),
 the floor (bytes per step / measured bandwidth) and the percentage of it each reaches.
 """
@@ -66,8 +66,9 @@ def main() -> None:
     ms = {k: [] for k in engines}
     first = {k: [] for k in engines}
     bws = []
-    for _ in range(a.rounds):
-        for k, e in engines.items():
+    for r in range(a.rounds):
+        order = list(engines.items())
+        for k, e in (order if r % 2 == 0 else order[::-1]):  # A, B then B, A: no order effect
             g = e.generate(ids, None, a.seq_out, ignore_eos=True)
             ms[k].append(g.next_token_ms)
             first[k].append(g.first_token_ms)
