@@ -9,6 +9,7 @@ from .loaders import open_source
 from .model import Llama
 from .quant.artifact import ANTI_DIR, open_artifact
 from .quant.binder import QuantBinder
+from .quant.weight_copies import plan_for
 from .tokenizer import Tokenizer, load_tokenizer
 
 
@@ -19,6 +20,9 @@ def load_artifact_model(path: Path, dtype: torch.dtype = torch.float32, device: 
     src = open_source(Path(path) / ANTI_DIR)
     from .sparse.loading import packed_binder  # packed sparse artifacts (compress pack): issue 4 hook
 
+    # int8 weights held once or with oneDNN's prefill copy too, by what fits (quant/weight_copies.py)
+    qw = Path(path) / "quant_weight.safetensors"
+    plan_for(qw.stat().st_size if qw.exists() else 0)
     binder = packed_binder(Path(path), src, art, dtype, device, reference) or \
         QuantBinder(src, art, dtype, device, reference=reference)
     model = Llama(src.config, binder).eval()

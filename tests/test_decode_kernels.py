@@ -152,3 +152,31 @@ def test_kernels_off_by_environment(monkeypatch):
     monkeypatch.setenv("LLAMA_COMPRESS_KERNELS", "off")
     assert decode.int8_reason() == "LLAMA_COMPRESS_KERNELS=off"
     assert decode.bf16_reason() == "LLAMA_COMPRESS_KERNELS=off"
+
+
+@needs_int8
+def test_int8_linear_keeps_one_weight_copy_when_memory_is_short(monkeypatch):
+    """A model whose int8 weights do not fit twice drops oneDNN's prepacked copy: decode still runs the
+    kernel, prefill runs torch._int_mm on the same plain weight, and both meet the float64 reference."""
+    from runtime.quant import weight_copies
+    from runtime.quant.linear import Int8Linear, PartParams
+
+    g = torch.Generator().manual_seed(5)
+    q, ws = qmath.quantize_weight(torch.randn(64, 128, generator=g) * 0.05)
+    parts = [PartParams(q, ws, 0.03, -5.0, torch.randn(64, generator=g) * 0.1)]
+    monkeypatch.setattr(weight_copies, "mem_available", lambda: 10 << 30)
+    assert weight_copies.plan_for(3 << 30) is True  # 6 GiB of two copies fit 75% of 10 GiB
+    assert weight_copies.plan_for(6 << 30) is False
+    lin = Int8Linear(parts, (64,), torch.float32, torch.device("cpu"))
+    assert lin.use_kernel and not lin.use_onednn and not hasattr(lin, "packed")
+    for M in (1, 3, 20):
+        x = _x(M, 128, M)
+        ref, mag = int8_linear_reference(x, q, ws, parts[0].fp_bias, 0.03, -5.0)
+        assert_matches(lin(x), ref, mag)
+    monkeypatch.setenv("LLAMA_COMPRESS_INT8_PREFILL", "onednn")
+    assert weight_copies.plan_for(6 << 30) is True
+    monkeypatch.setenv("LLAMA_COMPRESS_INT8_PREFILL", "plain")
+    assert weight_copies.plan_for(1) is False
+    weight_copies.plan_for(0)  # leave the module as other tests expect it
+    monkeypatch.setenv("LLAMA_COMPRESS_INT8_PREFILL", "auto")
+    assert weight_copies.plan_for(0) is True

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..kernels import decode
 from . import qmath
+from .weight_copies import keep_prepacked_copy
 
 
 @dataclass
@@ -72,20 +73,24 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", ws.to(device), persistent=False)
         self.register_buffer("bias", None if b is None else b.to(device), persistent=False)
         self.use_onednn = device.type == "cpu" and _onednn_ok()
-        if self.use_onednn:
-            self.packed = torch.ops.onednn.qlinear_prepack(w, None)
-            self.register_buffer("w_zp", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
-            self.out_dtype = dtype if dtype in (torch.float32, torch.bfloat16) else torch.float32
-            self.bias_k = None if b is None else b.to(self.out_dtype)
         # decode (M <= decode.MAX_M rows): the project's VNNI kernel on the plain [out, in] layout (runtime/kernels);
         # why_no_kernel says why not (CPU flags, no compiler, shape, LLAMA_COMPRESS_KERNELS=off)
         self.why_no_kernel = "not on CPU" if device.type != "cpu" else (
             f"in_features {w.shape[1]} is not a multiple of 64" if w.shape[1] % 64 else decode.int8_reason())
         self.use_kernel = self.why_no_kernel is None
+        if self.use_kernel and not keep_prepacked_copy():
+            # one copy of the weight only (weight_copies.py): prefill runs through torch._int_mm on the plain layout
+            self.use_onednn = False
+        if self.use_onednn:
+            self.packed = torch.ops.onednn.qlinear_prepack(w, None)
+            self.register_buffer("w_zp", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
+            self.out_dtype = dtype if dtype in (torch.float32, torch.bfloat16) else torch.float32
+            self.bias_k = None if b is None else b.to(self.out_dtype)
         # dynamic prefill (many rows, one scale each) runs through torch._int_mm on the plain layout
         keep_plain = not self.use_onednn or not self.static or self.use_kernel
         self.register_buffer("qweight", w.to(device) if keep_plain else None, persistent=False)
-        self.register_buffer("rowsum", w.sum(1, dtype=torch.int32) if self.use_kernel else None, persistent=False)
+        self.register_buffer("rowsum", w.sum(1, dtype=torch.int32) if self.use_kernel or (self.static and not
+                             self.use_onednn) else None, persistent=False)
         self._nbytes = w.numel()
 
     @property
@@ -147,8 +152,8 @@ class Int8Linear(nn.Module):
         else:
             acc = torch._int_mm(xq, wt)
         acc = acc.float()
-        if offset:
-            acc = acc - offset * wt.float().sum(0)
+        if offset:  # sum_k (x_k - offset) w_k = acc - offset * rowsum (no float copy of the weight)
+            acc = acc - offset * (self.rowsum.float() if self.rowsum is not None else wt.float().sum(0))
         return acc
 
 
