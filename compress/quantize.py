@@ -179,13 +179,13 @@ def module_names(cfg) -> list[str]:
 
 
 def reference_model(cfg, res: QuantResult, split_parts: bool):
+    from runtime.binding import binder_for
     from runtime.model import Llama
-    from runtime.quant.binder import QuantBinder
 
     from .memsource import DictSource, DictTensors
 
-    b = QuantBinder(DictSource(cfg, res.float_tensors), DictTensors(res.quant_tensors), torch.float32, "cpu",
-                    reference=True, split_parts=split_parts)
+    b = binder_for(DictSource(cfg, res.float_tensors), tensors=DictTensors(res.quant_tensors), reference=True,
+                   split_parts=split_parts)
     return Llama(cfg, b).eval()
 
 
