@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         fallback_unit: Optional[str] = typer.Option(None, help="layer (whole decoder layers) or linear "
                                                     "(default: the preset's, else layer)"),
         float_layers: Optional[str] = typer.Option(None, help="comma-separated units to keep in float, by hand"),
+        fallback_weights: str = typer.Option("float", help="weights of the float-fallback units: float, or int8 "
+                                             "(W8A16: int8 per output channel, activations stay float)"),
         rank_by: str = typer.Option("error", help="error (measured KL, default) or range (activation range)"),
         act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
         smooth: bool = typer.Option(True, help="anti-outlier smoothing and rotations (--no-smooth: plain W8A8)"),
@@ -61,6 +63,7 @@ def register(app: typer.Typer) -> None:
         opts.fallback_unit = fallback_unit
         opts.gptq = gptq if gptq is not None else pq.get("gptq", False)
         opts.rank_by = rank_by
+        opts.fallback_weights = fallback_weights
         opts.act_method = act_method or pq.get("act_method", "static")
         opts.range_search = range_search
         opts.hadamard_down = hadamard_block if hadamard_block is not None else pq.get("hadamard_block")
