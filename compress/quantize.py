@@ -21,17 +21,14 @@ from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha25
                                     write_quant_tensors)
 from runtime.schemes.w8a16 import weight_tensors as w8a16_tensors
 
+from runtime.topology import GROUPS as TOPOLOGY
+
 from .gptq import gptq_quantize
 from .search import GroupChoice, search_group
 from .smooth import fold_group, fold_head_rotation
 
-# group name -> (stats key suffix, parts with their block)
-GROUPS = {
-    "o": ("self_attn.o_proj", ("self_attn.o_proj",)),
-    "qkv": ("self_attn.q_proj", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-    "down": ("mlp.down_proj", ("mlp.down_proj",)),
-    "gate_up": ("mlp.gate_proj", ("mlp.gate_proj", "mlp.up_proj")),
-}
+# group name -> (stats key suffix, parts with their block), from the one topology table
+GROUPS = {g.name: (g.key, g.part_paths()) for g in TOPOLOGY}
 ORDER = ("o", "qkv", "down", "gate_up")  # o before qkv (it rescales v), down before gate_up (it rescales up)
 
 

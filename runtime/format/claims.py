@@ -18,7 +18,9 @@ class _Has:
 
 
 def _unit(module: str, unit: str) -> str:
-    return module.split(".")[2] if unit == "layer" and module.startswith("model.layers.") else module
+    from ..topology import unit_of
+
+    return unit_of(module, unit)
 
 
 def claim_problems(manifest: dict[str, Any], has: Callable[[str], bool]) -> list[str]:

@@ -21,10 +21,8 @@ from ..config import ModelConfig
 from ..errors import UserError
 from ..quant.qmath import hadamard_block
 from ..schemes import KIND_LAYOUT, Layout
+from ..topology import COLUMN_PARTS, ROW_PARTS, VOCAB_PARTS
 
-COLUMN_PARTS = {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
-ROW_PARTS = {"o_proj", "down_proj"}
-VOCAB_PARTS = {"lm_head"}
 
 
 def _divisors(n: int) -> list[int]:
