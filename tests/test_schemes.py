@@ -200,3 +200,14 @@ def test_compress_verify_accepts_all_three_kinds(arts, tmp_path):
     assert res.exit_code == 1 and "rank_1/quant_weight.safetensors" in res.output
     res = r.invoke(app, ["verify", str(tmp_path)])
     assert res.exit_code == 2 and "neither artifact.json nor cut.json" in res.output
+
+
+def test_deq_scale_is_read_and_checked(arts, tmp_path):
+    from runtime.format.verify import verify_dir
+
+    def scale_one(t):
+        k = sorted(t)[0]
+        t[k] = t[k] * 1.01
+
+    d = _tamper(arts["float"], tmp_path / "deq", edit_tensors={"deq_scale.safetensors": scale_one})
+    assert any("deq_scale is not input_scale * weight_scale" in p for p in verify_dir(d)[2])

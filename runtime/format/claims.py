@@ -23,8 +23,11 @@ def _unit(module: str, unit: str) -> str:
     return unit_of(module, unit)
 
 
-def claim_problems(manifest: dict[str, Any], has: Callable[[str], bool]) -> list[str]:
-    """Problems (empty when consistent) between `manifest` and the tensors `has(name)` reports."""
+def claim_problems(manifest: dict[str, Any], has: Callable[[str], bool],
+                   tensor: Callable[[str], Any] | None = None) -> list[str]:
+    """Problems (empty when consistent) between `manifest` and the tensors `has(name)` reports; with
+    `tensor(name)`, also each static linear's deq_scale against input_scale * weight_scale (the guide's
+    redundant tensor: our kernels read the two factors, outside readers may read deq_scale)."""
     from .. import schemes as S
 
     acc = _Has(has)
@@ -73,4 +76,11 @@ def claim_problems(manifest: dict[str, Any], has: Callable[[str], bool]) -> list
                             "has no input_hadamard tensor for it")
         elif rotated and ((mod in claimed and not claimed[mod]) or off):
             problems.append(f"{mod} has an input_hadamard tensor but the method says its input is not rotated")
+        if tensor is not None and has(f"{mod}.deq_scale") and has(f"{mod}.input_scale"):
+            import torch
+
+            want = tensor(f"{mod}.weight_scale").float() * float(tensor(f"{mod}.input_scale").reshape(-1)[0])
+            got = tensor(f"{mod}.deq_scale").float()
+            if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-6, atol=0):
+                problems.append(f"{mod}.deq_scale is not input_scale * weight_scale")
     return problems

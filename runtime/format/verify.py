@@ -74,7 +74,8 @@ def tensor_names(root: Path, manifest: dict[str, Any]) -> set[str]:
 
 
 def verify_artifact(root: Path, manifest: dict[str, Any] | None = None,
-                    has: Callable[[str], bool] | None = None) -> list[str]:
+                    has: Callable[[str], bool] | None = None,
+                    tensor: Callable[[str], Any] | None = None) -> list[str]:
     """Missing, altered or unlisted files, then manifest claims the tensors contradict."""
     root = Path(root)
     m = manifest or read_artifact_manifest(root)
@@ -84,7 +85,11 @@ def verify_artifact(root: Path, manifest: dict[str, Any] | None = None,
     if has is None:
         names = tensor_names(root, m)
         has = names.__contains__
-    return claim_problems(m, has)
+    if tensor is None:
+        def tensor(name: str):
+            with safe_open(str(root / f"{name.rsplit('.', 1)[1]}.safetensors"), framework="pt") as h:
+                return h.get_tensor(name)
+    return claim_problems(m, has, tensor)
 
 
 def read_cut_manifest(root: Path) -> dict[str, Any]:

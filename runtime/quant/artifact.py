@@ -107,7 +107,8 @@ def open_artifact(root: Path, check: bool = True) -> ArtifactReader:
     reader = ArtifactReader(root, m)
     if check:
         packed = {f"{mod}.quant_weight" for mod in (m.get("packing") or {}).get("modules", {})}
-        raise_problems(root, "artifact", verify_artifact(root, m, lambda n: reader.has(n) or n in packed), FIX)
+        raise_problems(root, "artifact", verify_artifact(root, m, lambda n: reader.has(n) or n in packed,
+                                                      reader.tensor), FIX)
     return reader
 
 
