@@ -42,12 +42,13 @@ def _packed_mode(device: torch.device) -> str:
 
 def binder_for(artifact_or_source: Any, tp=None, reference: bool = False, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device = "cpu", tensors=None, float_source=None, presliced: bool = False,
-               split_parts: bool = False) -> Binder:
+               split_parts: bool = False, schemes: dict[str, str] | None = None) -> Binder:
     """A Binder for a float TensorSource, an artifact (directory or opened reader) or a source + `tensors`.
 
     tp: a TPContext (rank, world, group, device): the rank's slices (or, with `presliced`, a `compress cut`
     unit that holds them already) wrapped in the TP binder. float_source: the float tensors of an artifact
-    when not its own anti_weight/ (a cut unit's CutUnitSource).
+    when not its own anti_weight/ (a cut unit's CutUnitSource). schemes: module -> scheme name for `tensors`
+    that carry no manifest (in-memory or synthetic tensors; default: inferred from the tensors).
     """
     from .quant.binder import QuantBinder
 
@@ -100,9 +101,10 @@ def binder_for(artifact_or_source: Any, tp=None, reference: bool = False, *, dty
             from .parallel.sources import SlicedTensors
 
             inner = QuantBinder(_sliced_source(source, plan, tp), SlicedTensors(acc, plan, tp.rank), dtype, dev,
-                                reference=reference, split_parts=split_parts)
+                                reference=reference, split_parts=split_parts, schemes=schemes)
         else:
-            inner = QuantBinder(source, acc, dtype, dev, reference=reference, split_parts=split_parts)
+            inner = QuantBinder(source, acc, dtype, dev, reference=reference, split_parts=split_parts,
+                                schemes=schemes)
     if tp is None:
         return inner
     from .parallel.binder import TPBinder
