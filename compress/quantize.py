@@ -298,9 +298,12 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         float_units = choose(scores, opts.disable_level)
     fmods = float_modules_of(float_units, opts.fallback_unit, cfg)
     art_tensors = keep_only(res, fmods)
-    if opts.fallback_weights == "int8":  # W8A16 float-fallback units: int8 weights of the (unrotated) float weight
+    if opts.fallback_weights == "int8":  # W8A16 float-fallback units: int8 weights of the float weight, and
+        # down_proj's online rotation where the method has one (its outlier weights need it as much as W8A8's)
+        had_down = hadamard_block_of(opts, cfg.intermediate_size)
         for n in sorted(fmods):
-            art_tensors.update(w8a16_tensors(n, res.float_tensors[f"{n}.weight"]))
+            had = had_down if n.endswith(".mlp.down_proj") else None
+            art_tensors.update(w8a16_tensors(n, res.float_tensors[f"{n}.weight"], had))
     log(f"[5/5] writing {out}")
     manifest = {
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
