@@ -29,8 +29,11 @@ from ..memsource import DictTensors
 
 
 class _Acc:
+    """has(name) as the tensor accessor runtime.schemes.infer reads."""
+
     def __init__(self, has):
         self.has = has
+
 
 CODECS = ("none", "lzma")
 QW = kind_file("quant_weight")
