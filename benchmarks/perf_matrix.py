@@ -3,7 +3,7 @@
     flock /tmp/lc-cpu.lock python benchmarks/perf_matrix.py [--layers 8] [--batch-sizes 1,8] [--pairs 128:128,512:512]
 
 Random weights with the true shapes (speed does not depend on values). W8A8 uses compress.synthetic's
-int8 weights and fixed static activation scales through runtime.quant's QuantBinder (oneDNN int8).
+int8 weights and fixed static activation scales through runtime.binding's binder_for (oneDNN int8).
 Full depth (32 layers) is extrapolated per case: decode is memory-bound, so a step's time scales with the
 bytes it reads (weights + KV cache, both measured at 8 layers and counted at 32, roofline % held fixed);
 prefill is compute-bound and scales with the layers (the LM head runs on one row per sequence only).
@@ -31,12 +31,12 @@ def engines(layers: int, kinds: list[str], max_seq_len: int):
         else:
             from compress.synthetic import synthetic_quant_tensors
             from runtime.model import Llama
-            from runtime.quant.binder import QuantBinder
+            from runtime.binding import binder_for
 
             act = kind.split("-")[1] if "-" in kind else "static"
             src = FastRandomSource(cfg, 0, torch.bfloat16)
             qt = synthetic_quant_tensors(FastRandomSource(cfg, 0, torch.float32), act)
-            model = Llama(cfg, QuantBinder(src, qt, torch.bfloat16)).eval()
+            model = Llama(cfg, binder_for(src, tensors=qt, dtype=torch.bfloat16)).eval()
             del qt
         yield kind, cfg, Engine(model, max_seq_len=max_seq_len)
 

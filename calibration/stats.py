@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-# group key suffix -> the member it is hooked on (its input is the group's input)
-GROUPS = {"self_attn.q_proj": ("q_proj", "k_proj", "v_proj"), "self_attn.o_proj": ("o_proj",),
-          "mlp.gate_proj": ("gate_proj", "up_proj"), "mlp.down_proj": ("down_proj",)}
+from runtime.topology import GROUPS as TOPOLOGY
+
+# group key suffix -> its parts; the group is hooked on its first part (its input is the group's input)
+GROUPS = {g.key: g.parts for g in TOPOLOGY}
 
 
 @dataclass

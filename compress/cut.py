@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from runtime.atomic import atomic_dir
 from runtime.errors import UserError
-from runtime.parallel.cutdir import FORMAT_NAME, FORMAT_VERSION, MANIFEST, UNIT_INFO, sha256_file, unit_dir
+from runtime.format import Producer, sha256_file, write_manifest
+from runtime.parallel.cutdir import FORMAT_NAME, FORMAT_VERSION, MANIFEST, UNIT_INFO, unit_dir
 from runtime.parallel.plan import TPPlan
 
 SHARD_BYTES = 1 << 30  # a rank's unit is written shard by shard: at most ~1 GiB of slices in RAM
@@ -78,18 +79,10 @@ def write_float_unit(source, plan: TPPlan, rank: int, out: Path, bar: tqdm | Non
 
 
 def _manifest(tmp: Path, plan: TPPlan, kind: str, source: dict[str, Any]) -> dict[str, Any]:
-    files = {}
-    for p in sorted(tmp.rglob("*")):
-        if p.is_file():
-            files[p.relative_to(tmp).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    from runtime import __version__ as producer
-
-    m = {"format": {"name": FORMAT_NAME, "version": FORMAT_VERSION}, "producer": f"llama-compress {producer}",
+    m = {"format": {"name": FORMAT_NAME, "version": FORMAT_VERSION}, "producer": Producer.current().to_dict(),
          "world_size": plan.world, "kind": kind, "source": source, "plan": plan.describe(),
-         "ranks": [{"rank": r, "dir": unit_dir(Path(""), r).as_posix()} for r in range(plan.world)],
-         "files": files}
-    (tmp / MANIFEST).write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
-    return m
+         "ranks": [{"rank": r, "dir": unit_dir(Path(""), r).as_posix()} for r in range(plan.world)]}
+    return write_manifest(tmp, m, MANIFEST)
 
 
 def _unit_info(out: Path, plan: TPPlan, rank: int, source_sha: str) -> None:

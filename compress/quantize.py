@@ -16,20 +16,19 @@ import torch
 
 from runtime.errors import UserError
 from runtime.quant import qmath
+from runtime.format import Producer, producer_version  # noqa: F401  (producer_version re-exported)
 from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha256_file, write_manifest,
                                     write_quant_tensors)
+from runtime.schemes.w8a16 import weight_tensors as w8a16_tensors
+
+from runtime.topology import GROUPS as TOPOLOGY
 
 from .gptq import gptq_quantize
 from .search import GroupChoice, search_group
 from .smooth import fold_group, fold_head_rotation
 
-# group name -> (stats key suffix, parts with their block)
-GROUPS = {
-    "o": ("self_attn.o_proj", ("self_attn.o_proj",)),
-    "qkv": ("self_attn.q_proj", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-    "down": ("mlp.down_proj", ("mlp.down_proj",)),
-    "gate_up": ("mlp.gate_proj", ("mlp.gate_proj", "mlp.up_proj")),
-}
+# group name -> (stats key suffix, parts with their block), from the one topology table
+GROUPS = {g.name: (g.key, g.part_paths()) for g in TOPOLOGY}
 ORDER = ("o", "qkv", "down", "gate_up")  # o before qkv (it rescales v), down before gate_up (it rescales up)
 
 
@@ -64,6 +63,9 @@ class QuantizeOptions:
     # groups ("o", "qkv", "down", "gate_up") whose inputs are quantized per token even when act_method is
     # static: `compress sparse` puts "down" here, since it cannot use the down_proj rotation (see stage.py)
     dynamic_groups: tuple[str, ...] | None = None  # None: () for compress quantize, ("down",) for compress sparse
+    # weights of the float-fallback units: "float" (anti_weight/, the source dtype) or "int8" (scheme w8a16:
+    # int8 per output channel, inputs still float, so the unit keeps float activations at half the bf16 bytes)
+    fallback_weights: str = "float"
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
@@ -75,6 +77,8 @@ class QuantizeOptions:
             raise UserError(f"--range-search {self.range_search!r}: use mse or minmax")
         if self.fallback_unit not in ("layer", "linear"):
             raise UserError(f"--fallback-unit {self.fallback_unit!r}: use layer or linear")
+        if self.fallback_weights not in ("float", "int8"):
+            raise UserError(f"--fallback-weights {self.fallback_weights!r}: use float or int8")
         if self.rank_by not in ("error", "range"):
             raise UserError(f"--rank-by {self.rank_by!r}: use error or range")
         if self.hadamard_down and self.hadamard_down & (self.hadamard_down - 1):
@@ -179,13 +183,13 @@ def module_names(cfg) -> list[str]:
 
 
 def reference_model(cfg, res: QuantResult, split_parts: bool):
+    from runtime.binding import binder_for
     from runtime.model import Llama
-    from runtime.quant.binder import QuantBinder
 
     from .memsource import DictSource, DictTensors
 
-    b = QuantBinder(DictSource(cfg, res.float_tensors), DictTensors(res.quant_tensors), torch.float32, "cpu",
-                    reference=True, split_parts=split_parts)
+    b = binder_for(DictSource(cfg, res.float_tensors), tensors=DictTensors(res.quant_tensors), reference=True,
+                   split_parts=split_parts)
     return Llama(cfg, b).eval()
 
 
@@ -221,13 +225,14 @@ def source_checksum(hf_dir: Path) -> str:
     return h.hexdigest()
 
 
-def producer_version() -> str:
-    try:
-        from importlib.metadata import version
+def scheme_names(cfg, art_tensors: dict[str, torch.Tensor], fmods: set[str], fallback_weights: str) -> dict[str, str]:
+    """The manifest's `schemes`: every decoder linear's scheme (runtime/schemes)."""
+    def one(n: str) -> str:
+        if n in fmods:
+            return "w8a16" if fallback_weights == "int8" else "float"
+        return "w8a8-static" if f"{n}.input_scale" in art_tensors else "w8a8-dynamic"
 
-        return version("llama-compress")
-    except Exception:  # not installed: a source checkout
-        return "0+source"
+    return {n: one(n) for n in module_names(cfg)}
 
 
 def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: Path, opts: QuantizeOptions,
@@ -293,10 +298,16 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         float_units = choose(scores, opts.disable_level)
     fmods = float_modules_of(float_units, opts.fallback_unit, cfg)
     art_tensors = keep_only(res, fmods)
+    if opts.fallback_weights == "int8":  # W8A16 float-fallback units: int8 weights of the float weight, and
+        # down_proj's online rotation where the method has one (its outlier weights need it as much as W8A8's)
+        had_down = hadamard_block_of(opts, cfg.intermediate_size)
+        for n in sorted(fmods):
+            had = had_down if n.endswith(".mlp.down_proj") else None
+            art_tensors.update(w8a16_tensors(n, res.float_tensors[f"{n}.weight"], had))
     log(f"[5/5] writing {out}")
     manifest = {
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
-        "producer": {"name": "llama-compress", "version": producer_version(), "torch": torch.__version__.split("+")[0]},
+        "producer": Producer.current().to_dict(),
         "source": {"name": model_name, "path": str(hf_dir), "sha256": source_checksum(hf_dir),
                    "config": src.config.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
         "method": {
@@ -331,8 +342,11 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
                      "score": ("mean KL(float || only this unit quantized) over "
                                f"{opts.sens_samples} calibration samples") if opts.rank_by == "error"
                      else "max |activation| of the unit's inputs",
-                     "scores": {u: scores[u] for u in sorted(scores, key=lambda u: (len(u), u))}},
+                     "scores": {u: scores[u] for u in sorted(scores, key=lambda u: (len(u), u))},
+                     "weights": "float" if opts.fallback_weights == "float" else
+                     "int8 per output channel, float activations (scheme w8a16)"},
         "modules": {n: ("float" if n in fmods else "int8") for n in module_names(cfg)},
+        "schemes": scheme_names(cfg, art_tensors, fmods, opts.fallback_weights),
         "tensor_parallel": None,
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:

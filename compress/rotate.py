@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from runtime.quant import qmath
+from runtime.topology import GROUPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +65,13 @@ def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0,
     store("model.norm.weight", torch.ones_like(g_final))
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}"
-        for norm, readers in (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-                              ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"))):
+        for norm, readers in ((g.input_norm, g.part_paths()) for g in GROUPS if g.input_norm):
             g = tensors[f"{p}.{norm}.weight"]
             for r in readers:
                 w = tensors[f"{p}.{r}.weight"]
                 store(f"{p}.{r}.weight", rot.right(w.float() * g.float()).to(w.dtype))
             store(f"{p}.{norm}.weight", torch.ones_like(g))
-        for w in ("self_attn.o_proj", "mlp.down_proj"):
+        for w in (pp for g in GROUPS if g.parallel == "row" for pp in g.part_paths()):  # the residual writers
             t = tensors[f"{p}.{w}.weight"]
             store(f"{p}.{w}.weight", rot.left_t(t).to(t.dtype))
     return tensors, dataclasses.replace(cfg, tie_word_embeddings=False), rot

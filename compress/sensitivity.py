@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runtime import topology
 from runtime.quant.linear import FakeQuantLinear
 
 
 def unit_of(module_name: str, unit: str) -> str:
     """'model.layers.3.mlp.down_proj' -> '3' (layer units) or the name itself (linear units)."""
-    return module_name.split(".")[2] if unit == "layer" else module_name
+    return topology.unit_of(module_name, unit)
 
 
 def fake_modules(model, unit: str) -> dict[str, list[FakeQuantLinear]]:
@@ -25,16 +26,13 @@ def fake_modules(model, unit: str) -> dict[str, list[FakeQuantLinear]]:
 
     out: dict[str, list[FakeQuantLinear]] = {}
     for i, layer in enumerate(model.layers):
-        specs = [(layer.self_attn.qkv, "self_attn", ("q_proj", "k_proj", "v_proj")),
-                 (layer.self_attn.o_proj, "self_attn", ("o_proj",)),
-                 (layer.mlp.gate_up, "mlp", ("gate_proj", "up_proj")),
-                 (layer.mlp.down_proj, "mlp", ("down_proj",))]
+        specs = [(getattr(getattr(layer, g.block), g.attr), g.block, g.parts) for g in topology.GROUPS]
         for mod, blk, parts in specs:
             subs = list(mod.parts) if isinstance(mod, GroupLinear) else [mod]
             if len(subs) == 1 and len(parts) > 1:
                 subs, parts = subs, (parts[0],)  # fused module: attribute it to its first part
             for m, part in zip(subs, parts):
-                if isinstance(m, FakeQuantLinear):
+                if hasattr(m, "enabled"):  # a scheme's float reference (FakeQuantLinear, W8A16Reference)
                     out.setdefault(unit_of(f"model.layers.{i}.{blk}.{part}", unit), []).append(m)
     return out
 

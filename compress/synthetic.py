@@ -10,6 +10,7 @@ import torch
 from runtime.linear import LinearSpec
 from runtime.loaders.base import TensorSource
 from runtime.quant import qmath
+from runtime.topology import PART_PATHS
 
 from .memsource import DictTensors
 
@@ -23,8 +24,7 @@ def synthetic_quant_tensors(source: TensorSource, act_method: str = "static", ac
     cfg = source.config
     out: dict[str, torch.Tensor] = {}
     sc, off = qmath.act_params(-act_range, act_range)
-    parts = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    parts = PART_PATHS
     for i in tqdm(range(cfg.num_hidden_layers), desc="synthetic int8", disable=not progress):
         if i in float_layers:
             continue

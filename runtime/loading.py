@@ -1,4 +1,5 @@
-"""From a `--model` argument to a ready model: sources, the one-time import cache, tokenizers."""
+"""From a `--model` / `--quant` argument to a ready model: sources, the one-time import cache, tokenizers,
+and `load_for_run`, the engine every runtime command runs (float, artifact, or tensor-parallel)."""
 from __future__ import annotations
 
 import hashlib
@@ -48,3 +49,31 @@ def imported_dir(ref: ModelRef, progress: bool = True) -> Path:
 def build_model(source: TensorSource, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                 binder: Binder | None = None) -> Llama:
     return Llama(source.config, binder or FloatBinder(source, dtype, device)).eval()
+
+
+def load_for_run(model: str | None, weights: str | None, tokenizer: str | None, quant: Path | None,
+                 dtype: str, device: str, max_seq_len: int):
+    """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact."""
+    from .device import parse_dtype, resolve_device
+    from .engine import Engine
+    from .parallel.load import load_tp, tp_requested
+    from .presets import resolve_model
+
+    dt, dev = parse_dtype(dtype), resolve_device(device)
+
+    if tp_requested(model, quant):  # under torchrun (WORLD_SIZE > 1), or a `compress cut` directory
+        model_obj, tok, desc = load_tp(model, weights, tokenizer, quant, dt, dev)
+    elif quant is not None:
+        from .quant_loading import load_artifact_model  # provided by the W8A8 runtime
+
+        model_obj, tok, desc = load_artifact_model(Path(quant), dt, dev)
+    else:
+        ref = resolve_model(model, weights, tokenizer)
+        src = open_source(imported_dir(ref))
+        tok = tokenizer_for(ref, src)
+        model_obj = build_model(src, dt, dev)
+        desc = f"{ref.name} ({src.path}) {dtype}"
+    if tok.vocab_size > model_obj.config.vocab_size:
+        raise UserError(f"the tokenizer has {tok.vocab_size} ids but the model only {model_obj.config.vocab_size}: "
+                        "they do not belong together; pass the model's own --tokenizer")
+    return Engine(model_obj, max_seq_len=max_seq_len), tok, desc

@@ -13,6 +13,7 @@ from torch import nn
 from .config import ModelConfig
 from .linear import Binder, LinearSpec
 from .rope import rope_for_layers
+from .topology import DOWN, GATE_UP, LM_HEAD, O, QKV
 
 
 class RMSNorm(nn.Module):
@@ -44,11 +45,11 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, i: int, b: Binder):
         super().__init__()
         hd, d = cfg.head_dim, cfg.hidden_size
-        p = f"model.layers.{i}.self_attn"
-        self.qkv = b.linear(LinearSpec(p, ("q_proj", "k_proj", "v_proj"), d,
+        p = f"model.layers.{i}.{QKV.block}"
+        self.qkv = b.linear(LinearSpec(p, QKV.parts, d,
                                        (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd,
-                                        cfg.num_key_value_heads * hd), "column", i, hd))
-        self.o_proj = b.linear(LinearSpec(p, ("o_proj",), cfg.num_attention_heads * hd, (d,), "row", i, hd))
+                                        cfg.num_key_value_heads * hd), QKV.parallel, i, hd))
+        self.o_proj = b.linear(LinearSpec(p, O.parts, cfg.num_attention_heads * hd, (d,), O.parallel, i, hd))
         self.head_dim = hd
         self.n_heads = self.qkv.out_splits[0] // hd
         self.n_kv = self.qkv.out_splits[1] // hd
@@ -106,9 +107,9 @@ def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig, i: int, b: Binder):
         super().__init__()
-        p, d, f = f"model.layers.{i}.mlp", cfg.hidden_size, cfg.intermediate_size
-        self.gate_up = b.linear(LinearSpec(p, ("gate_proj", "up_proj"), d, (f, f), "column", i))
-        self.down_proj = b.linear(LinearSpec(p, ("down_proj",), f, (d,), "row", i))
+        p, d, f = f"model.layers.{i}.{GATE_UP.block}", cfg.hidden_size, cfg.intermediate_size
+        self.gate_up = b.linear(LinearSpec(p, GATE_UP.parts, d, (f, f), GATE_UP.parallel, i))
+        self.down_proj = b.linear(LinearSpec(p, DOWN.parts, f, (d,), DOWN.parallel, i))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, u = self.gate_up(x).split(self.gate_up.out_splits, -1)
@@ -136,7 +137,7 @@ class Llama(nn.Module):
         self.embed_tokens = nn.Parameter(binder.tensor("model.embed_tokens.weight"), requires_grad=False)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, binder) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(binder.tensor("model.norm.weight"), cfg.rms_norm_eps)
-        self.lm_head = binder.linear(LinearSpec("", ("lm_head",), cfg.hidden_size, (cfg.vocab_size,), "vocab"))
+        self.lm_head = binder.linear(LinearSpec("", (LM_HEAD,), cfg.hidden_size, (cfg.vocab_size,), "vocab"))
         self.dtype = binder.dtype
         self.device = binder.device
         attn = self.layers[0].self_attn if len(self.layers) else None

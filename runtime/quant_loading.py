@@ -5,11 +5,10 @@ from pathlib import Path
 
 import torch
 
+from .binding import binder_for
 from .loaders import open_source
 from .model import Llama
 from .quant.artifact import ANTI_DIR, open_artifact
-from .quant.binder import QuantBinder
-from .quant.weight_copies import plan_for
 from .tokenizer import Tokenizer, load_tokenizer
 
 
@@ -18,18 +17,14 @@ def load_artifact_model(path: Path, dtype: torch.dtype = torch.float32, device: 
     """(model, tokenizer, description). Checks the format version and every file's sha256 first."""
     art = open_artifact(Path(path), check=check)
     src = open_source(Path(path) / ANTI_DIR)
-    from .sparse.loading import packed_binder  # packed sparse artifacts (compress pack): issue 4 hook
-
-    # int8 weights held once or with oneDNN's prefill copy too, by what fits (quant/weight_copies.py)
-    qw = Path(path) / "quant_weight.safetensors"
-    plan_for(qw.stat().st_size if qw.exists() else 0)
-    binder = packed_binder(Path(path), src, art, dtype, device, reference) or \
-        QuantBinder(src, art, dtype, device, reference=reference)
+    binder = binder_for(art, reference=reference, dtype=dtype, device=device, float_source=src)
     model = Llama(src.config, binder).eval()
     tok = load_tokenizer(Path(path) / ANTI_DIR)
     m = art.manifest
     n_int8 = sum(1 for k in binder.kinds.values() if k == "int8")
+    n_w8a16 = sum(1 for k in binder.kinds.values() if k == "w8a16")
+    w8a16 = f", {n_w8a16} W8A16" if n_w8a16 else ""
     desc = (f"{m.get('source', {}).get('name', '?')} W8A8 {m.get('method', {}).get('act_method', '?')} "
-            f"artifact {path} (format {m['format']['version']}, {n_int8}/{len(binder.kinds)} linears int8, "
+            f"artifact {path} (format {m['format']['version']}, {n_int8}/{len(binder.kinds)} linears int8{w8a16}, "
             f"float layers {m.get('fallback', {}).get('float_units', [])})")
     return model, tok, desc

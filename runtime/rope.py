@@ -38,13 +38,6 @@ def rope_tables(cfg: ModelConfig, max_len: int, dtype: torch.dtype, device) -> t
     return emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, H, T, hd]; cos/sin [B, 1, T, hd]."""
-    h = x.shape[-1] // 2
-    rot = torch.cat([-x[..., h:], x[..., :h]], -1)
-    return x * cos + rot * sin
-
-
 def rope_for_layers(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, 1, T, hd] tables -> the [B, T, 1, hd] form the model applies to [B, T, heads, hd] activations,
     with rotate-half's sign folded into sin: x*cos + rotate_half(x)*sin == x*cos + roll(x, hd/2)*sin_signed."""

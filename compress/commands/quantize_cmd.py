@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         fallback_unit: Optional[str] = typer.Option(None, help="layer (whole decoder layers) or linear "
                                                     "(default: the preset's, else layer)"),
         float_layers: Optional[str] = typer.Option(None, help="comma-separated units to keep in float, by hand"),
+        fallback_weights: Optional[str] = typer.Option(None, help="weights of the float-fallback units: float "
+                                                       "(default), or int8 (W8A16: int8 per output channel, "
+                                                       "activations stay float)"),
         rank_by: str = typer.Option("error", help="error (measured KL, default) or range (activation range)"),
         act_method: Optional[str] = typer.Option(None, help="static (per-tensor, the guide's) or dynamic (per-token)"),
         smooth: bool = typer.Option(True, help="anti-outlier smoothing and rotations (--no-smooth: plain W8A8)"),
@@ -45,25 +48,24 @@ def register(app: typer.Typer) -> None:
         """Calibrate, smooth, quantize to int8 and write a verified, versioned artifact."""
         import torch
 
-        from compress.quantize import QuantizeOptions, parse_level, run_quantize
+        from compress.quantize import QuantizeOptions, run_quantize
+        from compress.recipe import QuantizeRecipe, apply_common
         from runtime.errors import UserError
         from runtime.loaders import open_source
         from runtime.loading import imported_dir, tokenizer_for
-        from runtime.presets import expand, resolve_model
+        from runtime.presets import resolve_model
 
         apply_threads(threads)
         ref = resolve_model(model, weights, tokenizer)
-        pq = ref.preset.quantize if ref.preset else {}
+        recipe = QuantizeRecipe.of(ref)  # the preset's recipe, typed; unknown keys are refused
         opts = QuantizeOptions()
-        level_given = disable_level is not None
-        opts.disable_level = parse_level(disable_level if level_given else pq.get("disable_level", "L0"))
-        fallback_unit = fallback_unit or pq.get("fallback_unit", "layer")
+        fallback_unit = fallback_unit or recipe.fallback_unit
         opts.fallback_unit = fallback_unit
-        opts.gptq = gptq if gptq is not None else pq.get("gptq", False)
+        opts.gptq = gptq if gptq is not None else recipe.gptq
         opts.rank_by = rank_by
-        opts.act_method = act_method or pq.get("act_method", "static")
+        opts.fallback_weights = fallback_weights or recipe.fallback_weights
         opts.range_search = range_search
-        opts.hadamard_down = hadamard_block if hadamard_block is not None else pq.get("hadamard_block")
+        opts.hadamard_down = hadamard_block if hadamard_block is not None else recipe.hadamard_block
         opts.rotate_o, opts.rotate_residual = rotate_o, rotate_residual
         if alphas is not None:
             try:
@@ -73,18 +75,11 @@ def register(app: typer.Typer) -> None:
         if not smooth:  # plain W8A8: no anti-outlier stage at all
             opts.alphas = (0.0,)
             opts.hadamard_down, opts.rotate_o, opts.rotate_residual = (hadamard_block or 0), False, False
-        opts.calib_samples = calib_samples if calib_samples is not None else pq.get("calib_samples", 64)
-        opts.calib_seq_len = calib_seq_len if calib_seq_len is not None else pq.get("calib_seq_len", 512)
-        opts.seed = pq.get("seed", 0) if seed is None else seed
         opts.sens_samples = sens_samples
-        if float_layers is not None:
-            opts.float_units = [u.strip() for u in float_layers.split(",") if u.strip()]
-            opts.disable_level = len(opts.float_units)
-        elif fallback_unit == "layer" and pq.get("float_layers") and \
-                (not level_given or opts.disable_level == len(pq["float_layers"])):
-            opts.float_units = [str(u) for u in pq["float_layers"]]  # the guide's list for this model
-            opts.disable_level = len(opts.float_units)
-        calib = calib_data or expand(pq.get("calib_data", "${SHARED}/data/ceval"))
+        units = None if float_layers is None else [u.strip() for u in float_layers.split(",") if u.strip()]
+        calib = apply_common(opts, recipe, disable_level=disable_level, act_method=act_method,
+                             calib_samples=calib_samples, calib_seq_len=calib_seq_len, seed=seed,
+                             calib_data=calib_data, float_units=units, fallback_unit=fallback_unit)
         hf_dir = imported_dir(ref)
         tok = tokenizer_for(ref, open_source(hf_dir))
         out = out or Path(f"{ref.name}-w8a8-L{opts.disable_level}")

@@ -44,13 +44,14 @@ def register(app: typer.Typer) -> None:
         """Prune (calibration-aware), then anti-outlier W8A8: an artifact of the same format as compress quantize."""
         import torch
 
-        from compress.quantize import QuantizeOptions, parse_level
+        from compress.quantize import QuantizeOptions
+        from compress.recipe import QuantizeRecipe, apply_common
         from compress.sparse.driver import PruneConfig
         from compress.sparse.stage import run_sparse
         from runtime.errors import UserError
         from runtime.loaders import open_source
         from runtime.loading import imported_dir, tokenizer_for
-        from runtime.presets import expand, resolve_model
+        from runtime.presets import resolve_model
 
         apply_threads(threads)
 
@@ -61,26 +62,18 @@ def register(app: typer.Typer) -> None:
                 raise UserError(f"--{what} {s!r}: give layer numbers like 0,1,29") from None
 
         ref = resolve_model(model, weights, tokenizer)
-        pq = ref.preset.quantize if ref.preset else {}
         opts = QuantizeOptions()
-        opts.disable_level = parse_level(disable_level if disable_level is not None else pq.get("disable_level", "L0"))
-        opts.act_method = act_method or pq.get("act_method", "static")
         if not smooth:
             opts.alphas = (0.0,)
-        opts.calib_samples = calib_samples if calib_samples is not None else pq.get("calib_samples", 64)
-        opts.calib_seq_len = calib_seq_len if calib_seq_len is not None else pq.get("calib_seq_len", 512)
-        opts.seed = pq.get("seed", 0) if seed is None else seed
-        if float_layers is not None:
-            opts.float_units = [str(i) for i in ints(float_layers, "float-layers")]
-        elif pq.get("float_layers") and (disable_level is None or opts.disable_level == len(pq["float_layers"])):
-            opts.float_units = [str(u) for u in pq["float_layers"]]
-        if opts.float_units is not None:
-            opts.disable_level = len(opts.float_units)
+        calib = apply_common(opts, QuantizeRecipe.of(ref), disable_level=disable_level, act_method=act_method,
+                             calib_samples=calib_samples, calib_seq_len=calib_seq_len, seed=seed,
+                             calib_data=calib_data,
+                             float_units=None if float_layers is None else
+                             [str(i) for i in ints(float_layers, "float-layers")])
         pcfg = PruneConfig(sparsity, pattern, method, tuple(ints(dense_layers, "dense-layers")) if dense_layers else (),
                            reconstruct_epochs=reconstruct_epochs, reconstruct_lr=reconstruct_lr)
         if static_down:
             opts.dynamic_groups = ()
-        calib = calib_data or expand(pq.get("calib_data", "${SHARED}/data/ceval"))
         hf_dir = imported_dir(ref)
         tok = tokenizer_for(ref, open_source(hf_dir))
         out = out or Path(f"{ref.name}-sparse-{pattern.replace(':', 'of')}-L{opts.disable_level}")

@@ -21,7 +21,19 @@ from runtime.errors import UserError
 from runtime.quant.artifact import (MANIFEST, ST_METADATA, check_or_raise, iter_module_names, kind_file,
                                     open_artifact, read_manifest, save_tensors, write_manifest)
 from runtime.sparse.artifact import PACKED_FILE, PACKED_FORMAT, PACKED_VERSION, PackedTensors, packing_of
+from runtime.schemes import infer, schemes_of
+from runtime.schemes.packed_sparse import PACKED_SPARSE
 from runtime.sparse.format import BLOCK, pack_int8
+
+from ..memsource import DictTensors
+
+
+class _Acc:
+    """has(name) as the tensor accessor runtime.schemes.infer reads."""
+
+    def __init__(self, has):
+        self.has = has
+
 
 CODECS = ("none", "lzma")
 QW = kind_file("quant_weight")
@@ -40,15 +52,13 @@ def _ranks(root: Path) -> list[Path]:
 
 def _refresh_cut_manifest(root: Path) -> None:
     """A cut directory's cut.json lists every file's sha256: re-hash after the ranks changed (same rules as cut)."""
-    from runtime.parallel.cutdir import MANIFEST as CUT_MANIFEST, sha256_file
+    from runtime.format import write_manifest as write_any
+    from runtime.parallel.cutdir import MANIFEST as CUT_MANIFEST
 
     mf = root / CUT_MANIFEST
     if not mf.exists():
         return
-    m = json.loads(mf.read_text())
-    m["files"] = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                  for p in sorted(root.rglob("*")) if p.is_file() and p != mf}
-    mf.write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+    write_any(root, json.loads(mf.read_text()), CUT_MANIFEST)
 
 
 def _copy_except(src: Path, dst: Path, skip: set[str]) -> None:
@@ -67,6 +77,11 @@ def _pack_one(src: Path, dst: Path, codec: str, progress: bool) -> dict[str, Any
     modules = iter_module_names(art.names())
     if not modules:
         raise UserError(f"{src} holds no int8 weights (quant_weight): nothing to pack")
+    sch = schemes_of(m, art, modules)
+    unpackable = sorted(f"{n} ({s.name})" for n, s in sch.items() if not s.can_pack)
+    if unpackable:  # the packed kernel is W8A8 only; packing replaces the whole quant_weight file
+        raise UserError(f"{src} has linears whose scheme cannot be packed: {', '.join(unpackable[:3])}"
+                        f"{' ...' if len(unpackable) > 3 else ''}; re-quantize with --fallback-weights float to pack it")
     tensors: dict[str, torch.Tensor] = {}
     per_module: dict[str, Any] = {}
     dense = packed_bytes = 0
@@ -89,6 +104,8 @@ def _pack_one(src: Path, dst: Path, codec: str, progress: bool) -> dict[str, Any
         data = lzma.compress(data, preset=6)  # deterministic: same input, same bytes
     (dst / fname).write_bytes(data)
     m = {k: v for k, v in m.items() if k != "files"}
+    if "schemes" in m:  # format 1.2: the packed linears are named as such (unpack names them back)
+        m["schemes"] = {**m["schemes"], **{n: PACKED_SPARSE.name for n in modules}}
     m["packing"] = {
         "format": PACKED_FORMAT, "version": PACKED_VERSION, "file": fname, "codec": codec, "block": BLOCK,
         "layout": "per row: uint64 mask per 64 input columns + non-zero int8 values + int64 row_ptr",
@@ -130,11 +147,17 @@ def _unpack_one(src: Path, dst: Path, progress: bool) -> None:
     if packing is None:
         raise UserError(f"{src} is not packed (its artifact.json has no 'packing' section): nothing to unpack")
     pt = PackedTensors(src, packing)
+    art_has = open_artifact(src, check=False).has
     dense = {f"{mod}.quant_weight": pt.dense(mod) for mod in tqdm(pt.modules, desc=f"unpack {src.name}",
                                                                  unit="linear", disable=not progress)}
     _copy_except(src, dst, {MANIFEST, packing["file"]})
     save_tensors(dst / QW, dense)
     m = {k: v for k, v in m.items() if k not in ("files", "packing")}
+    if "schemes" in m:  # back to the dense W8A8 scheme each packed linear came from
+        dt = DictTensors(dense)
+        has = lambda n: dt.has(n) or art_has(n)  # noqa: E731
+        back = {mod: infer(_Acc(has), mod).name for mod in pt.modules}
+        m["schemes"] = {**m["schemes"], **back}
     write_manifest(dst, m)
 
 

@@ -17,32 +17,10 @@ from . import apply_threads, user_errors
 
 def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Optional[str], quant: Optional[Path],
                  dtype: str, device: str, max_seq_len: int):
-    """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact."""
-    from ..device import parse_dtype, resolve_device
-    from ..engine import Engine
-    from ..loaders import open_source
-    from ..loading import build_model, imported_dir, tokenizer_for
-    from ..presets import resolve_model
+    """(engine, tokenizer, description): runtime.loading.load_for_run (ppl, eval-mmlu and perf import it here)."""
+    from ..loading import load_for_run as load
 
-    dt, dev = parse_dtype(dtype), resolve_device(device)
-    from ..parallel.load import load_tp, tp_requested
-
-    if tp_requested(model, quant):  # under torchrun (WORLD_SIZE > 1), or a `compress cut` directory
-        model_obj, tok, desc = load_tp(model, weights, tokenizer, quant, dt, dev)
-    elif quant is not None:
-        from ..quant_loading import load_artifact_model  # provided by the W8A8 runtime
-
-        model_obj, tok, desc = load_artifact_model(Path(quant), dt, dev)
-    else:
-        ref = resolve_model(model, weights, tokenizer)
-        src = open_source(imported_dir(ref))
-        tok = tokenizer_for(ref, src)
-        model_obj = build_model(src, dt, dev)
-        desc = f"{ref.name} ({src.path}) {dtype}"
-    if tok.vocab_size > model_obj.config.vocab_size:
-        raise UserError(f"the tokenizer has {tok.vocab_size} ids but the model only {model_obj.config.vocab_size}: "
-                        "they do not belong together; pass the model's own --tokenizer")
-    return Engine(model_obj, max_seq_len=max_seq_len), tok, desc
+    return load(model, weights, tokenizer, quant, dtype, device, max_seq_len)
 
 
 def chat_prompt(tok, text: str) -> str:

@@ -9,48 +9,26 @@ import torch.distributed as dist
 
 from ..config import ModelConfig
 from ..errors import UserError
-from ..linear import FloatBinder
 from ..model import Llama
-from .binder import TPBinder
 from .cutdir import is_cut_dir, read_cut_manifest, unit_dir, verify_unit
 from .dist import TPContext, init_from_env
 from .plan import TPPlan
-from .sources import CutUnitSource, SlicedSource, SlicedTensors
+from .sources import CutUnitSource
 
 
 def build_tp_model(source, ctx: TPContext, dtype: torch.dtype, quant_tensors=None, presliced: bool = False,
                    artifact_root: Path | None = None) -> Llama:
     """The rank's Llama. `source` holds float tensors (uncut, or this rank's unit when `presliced`);
-    `quant_tensors`, when given, is an artifact reader (has/tensor) whose int8 linears are used;
-    `artifact_root` lets a packed-sparse artifact be recognised (see _quant_binder)."""
-    plan = TPPlan.make(source.config, ctx.world)
-    if quant_tensors is None:
-        inner = FloatBinder(source if presliced else SlicedSource(source, plan, ctx.rank), dtype, ctx.device)
-    else:
-        inner = _quant_binder(source, quant_tensors, plan, ctx, dtype, presliced, artifact_root)
-    return Llama(source.config, TPBinder(inner, plan, ctx.rank, ctx.group)).eval()
+    `quant_tensors`, when given, is an artifact reader (has/tensor) whose quantized linears are used.
+    A packed artifact (compress pack) is recognised by its manifest: a cut unit is packed per rank and
+    runs as it is; an uncut one is unpacked to dense int8 at load and sliced like any other."""
+    from ..binding import binder_for
 
-
-def _quant_binder(source, art, plan: TPPlan, ctx: TPContext, dtype: torch.dtype, presliced: bool,
-                  root: Path | None):
-    """QuantBinder over sliced tensors. A packed (compress pack) artifact: a cut unit is packed per rank,
-    so its own sparse binder runs it as it is; an uncut packed artifact is unpacked to dense int8 at load
-    (its packed rows cannot be cut by columns) and then sliced like any other."""
-    from ..quant.binder import QuantBinder
-
-    packing = None
-    if root is not None:
-        from ..sparse.artifact import PackedTensors, UnpackingAccessor, packing_of
-        from ..sparse.loading import packed_binder
-
-        packing = packing_of(art.manifest)
-        if packing is not None and presliced:
-            return packed_binder(root, source, art, dtype, ctx.device)
-        if packing is not None:
-            art = UnpackingAccessor(art, PackedTensors(root, packing))
-    if presliced:
-        return QuantBinder(source, art, dtype, ctx.device)
-    return QuantBinder(SlicedSource(source, plan, ctx.rank), SlicedTensors(art, plan, ctx.rank), dtype, ctx.device)
+    if quant_tensors is not None and hasattr(quant_tensors, "root"):  # an opened artifact
+        binder = binder_for(quant_tensors, tp=ctx, dtype=dtype, float_source=source, presliced=presliced)
+    else:  # a float model, or artifact tensors held elsewhere
+        binder = binder_for(source, tp=ctx, dtype=dtype, tensors=quant_tensors, presliced=presliced)
+    return Llama(source.config, binder).eval()
 
 
 def _barrier(ctx: TPContext) -> None:

@@ -20,14 +20,9 @@ import torch
 from ..config import ModelConfig
 from ..errors import UserError
 from ..quant.qmath import hadamard_block
+from ..schemes import KIND_LAYOUT, Layout
+from ..topology import COLUMN_PARTS, ROW_PARTS, VOCAB_PARTS
 
-COLUMN_PARTS = {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
-ROW_PARTS = {"o_proj", "down_proj"}
-VOCAB_PARTS = {"lm_head"}
-# Row-parallel 1-D tensors that are added to the output (a bias): only rank 0 keeps them, so the
-# all-reduce adds them once. Every other 1-D/scalar tensor of a row-parallel linear is per output
-# channel (weight_scale, deq_scale) or per tensor (input_scale, input_offset) and is kept whole.
-ROW_BIAS_KINDS = {"bias", "fp_bias"}
 
 
 def _divisors(n: int) -> list[int]:
@@ -139,37 +134,45 @@ class TPPlan:
         return self.ffn_cols(rank)
 
     def slice(self, name: str, t: torch.Tensor, rank: int) -> torch.Tensor:
-        """Rank `rank`'s share of the checkpoint / artifact tensor `name` ("<module>.<kind>")."""
+        """Rank `rank`'s share of the checkpoint / artifact tensor `name` ("<module>.<kind>"), by the
+        layout its kind registered (runtime/schemes Layout): the scheme, not the tensor's rank, decides."""
         if self.world == 1:
             return t
         module, _, kind = name.rpartition(".")
         part = module.rpartition(".")[2]
+        if part not in COLUMN_PARTS and part not in VOCAB_PARTS and part not in ROW_PARTS:
+            return t  # norms and embeddings are replicated
+        layout = KIND_LAYOUT.get(kind)
+        if layout is None:
+            raise UserError(f"{name}: tensor kind {kind!r} has no tensor-parallel rule (no registered scheme "
+                            "uses it): this runtime cannot cut it; upgrade llama-compress")
         if part in COLUMN_PARTS or part in VOCAB_PARTS:
-            if t.dim() == 0 or t.shape[0] != self._full_out(part):
+            if layout in (Layout.PER_TENSOR, Layout.BLOCK):
                 return t  # per-tensor values (input_scale, input_offset)
+            if t.dim() == 0 or t.shape[0] != self._full_out(part):
+                raise UserError(f"{name} has {tuple(t.shape)} rows, expected {self._full_out(part)}: "
+                                "the checkpoint does not match its config")
             idx = self._rows(part, rank)
             if isinstance(idx, range):
                 return t[idx.start:idx.stop].contiguous()
             return t.index_select(0, idx).contiguous()
-        if part in ROW_PARTS:
-            if kind == "input_hadamard":  # a block rotation stays rank-local only if blocks don't straddle ranks
-                b, c = int(t.reshape(-1)[0]), self._cols(part, rank)
-                if c.start % b or (c.stop - c.start) % b:
-                    raise UserError(f"{module} rotates its input in blocks of {b}, which do not align with this "
-                                    f"rank's {c.stop - c.start} input columns at TP={self.world}: re-quantize "
-                                    f"with --hadamard-block {hadamard_block(c.stop - c.start)}")
-                return t
-            if t.dim() == 2:
-                full_in = self.n_heads * self.head_dim if part == "o_proj" else self.ffn
-                if t.shape[1] != full_in:
-                    raise UserError(f"{name} has {t.shape[1]} input columns, expected {full_in}: "
-                                    "the checkpoint does not match its config")
-                c = self._cols(part, rank)
-                return t[:, c.start:c.stop].contiguous()
-            if kind in ROW_BIAS_KINDS:
-                return t if rank == 0 else torch.zeros_like(t)
+        if layout == Layout.BLOCK:  # a block rotation stays rank-local only if blocks don't straddle ranks
+            b, c = int(t.reshape(-1)[0]), self._cols(part, rank)
+            if c.start % b or (c.stop - c.start) % b:
+                raise UserError(f"{module} rotates its input in blocks of {b}, which do not align with this "
+                                f"rank's {c.stop - c.start} input columns at TP={self.world}: re-quantize "
+                                f"with --hadamard-block {hadamard_block(c.stop - c.start)}")
             return t
-        return t  # norms and embeddings are replicated
+        if layout == Layout.WEIGHT:
+            full_in = self.n_heads * self.head_dim if part == "o_proj" else self.ffn
+            if t.dim() != 2 or t.shape[1] != full_in:
+                raise UserError(f"{name} has shape {tuple(t.shape)}, expected {full_in} input columns: "
+                                "the checkpoint does not match its config")
+            c = self._cols(part, rank)
+            return t[:, c.start:c.stop].contiguous()
+        if layout == Layout.BIAS:
+            return t if rank == 0 else torch.zeros_like(t)
+        return t  # per output channel (weight_scale, deq_scale) or per tensor: whole on every rank
 
     def describe(self) -> dict:
         return {"world_size": self.world, "heads_per_rank": self.heads_per_rank,

@@ -5,7 +5,7 @@ import csv
 import io
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes, atomic_write_text
@@ -144,7 +144,3 @@ def write_plot(rows: list[PerfRow], path: Path, title: str) -> bool:
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return True
-
-
-def row_dict(r: PerfRow) -> dict:
-    return asdict(r)

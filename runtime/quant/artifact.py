@@ -1,4 +1,4 @@
-"""The compressed-artifact format: the one module that reads, writes and verifies it.
+"""The artifact directory of compress quantize: reader and writer helpers over runtime/format (the one format module).
 
 Layout (docs/ARTIFACT.md is the full spec):
 
@@ -20,122 +20,48 @@ Layout (docs/ARTIFACT.md is the full spec):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..errors import UserError
+from ..format import ARTIFACT, ST_METADATA, save_tensors, sha256_file  # noqa: F401  (re-exported)
+from ..format import write_manifest as _write_manifest
+from ..format.verify import ANTI_DIR, raise_problems, read_artifact_manifest, verify_artifact
+from ..schemes import ARTIFACT_KINDS
 
-FORMAT_NAME = "llama-compress-artifact"
-FORMAT_VERSION = "1.1.0"
-MANIFEST = "artifact.json"
-ANTI_DIR = "anti_weight"
-KINDS = ("quant_weight", "weight_scale", "deq_scale", "input_scale", "input_offset", "fp_bias", "input_hadamard")
-# fixed safetensors metadata: no timestamps, no host names, so equal inputs give equal bytes
-ST_METADATA = {"format": "pt"}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
+FORMAT_NAME = ARTIFACT.name
+FORMAT_VERSION = ARTIFACT.version
+MANIFEST = ARTIFACT.manifest
+KINDS = tuple(ARTIFACT_KINDS)  # every tensor kind of every registered scheme (runtime/schemes)
+FIX = "The files were changed or copied incompletely: copy the artifact again or re-run compress quantize"
 
 
 def kind_file(kind: str) -> str:
     return f"{kind}.safetensors"
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """safetensors with sorted keys and fixed metadata: byte-identical for identical tensors."""
-    ordered = {k: tensors[k].contiguous() for k in sorted(tensors)}
-    save_file(ordered, str(path), metadata=ST_METADATA)
-
-
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Hash every file under `root` (except the manifest) into manifest["files"] and write it."""
-    files = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
-            files[p.relative_to(root).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    manifest = dict(manifest)
-    manifest["files"] = files
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return manifest
-
-
-def _major(v: str) -> int:
-    try:
-        return int(str(v).split(".")[0])
-    except ValueError:
-        raise UserError(f"artifact format version {v!r} is not a semantic version: the artifact.json is damaged; "
-                        "re-run compress quantize") from None
+    return _write_manifest(root, manifest, MANIFEST)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest, after checking it names our format and a major version we understand."""
-    root = Path(root)
-    mf = root / MANIFEST
-    if not root.is_dir():
-        raise UserError(f"{root} is not an artifact directory: pass the --out directory of compress quantize")
-    if not mf.exists():
-        raise UserError(f"{root} has no {MANIFEST}: it is not a llama-compress artifact (or was copied "
-                        "incompletely); re-run compress quantize or copy the whole directory")
-    try:
-        m = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{mf} is not valid JSON ({e}): the artifact is damaged; re-run compress quantize") from None
-    fmt = m.get("format", {})
-    if fmt.get("name") != FORMAT_NAME:
-        raise UserError(f"{mf} describes format {fmt.get('name')!r}, not {FORMAT_NAME!r}: this is not a "
-                        "llama-compress artifact")
-    if _major(fmt.get("version", "?")) != _major(FORMAT_VERSION):
-        raise UserError(f"{root} uses artifact format {fmt.get('version')}, but this runtime reads major version "
-                        f"{_major(FORMAT_VERSION)} ({FORMAT_VERSION}): upgrade llama-compress to a release that "
-                        "reads it, or re-create the artifact with this version's compress quantize")
-    unknown = sorted(f for f in m.get("files", {}) if "/" not in f and f.endswith(".safetensors")
-                     and f.split(".")[0] not in KINDS)
-    if unknown:  # a newer minor version's tensor kinds: ignoring them would compute the wrong function
-        raise UserError(f"{root} (format {fmt.get('version')}) holds tensor files this runtime does not know "
-                        f"({', '.join(unknown)}): upgrade llama-compress to read it")
-    return m
+    return read_artifact_manifest(root)
 
 
 def verify(root: Path, manifest: dict[str, Any] | None = None) -> list[str]:
-    """Problems found (empty when the artifact is intact): missing, extra or altered files."""
-    root = Path(root)
-    m = manifest or read_manifest(root)
-    problems = []
-    listed = m.get("files", {})
-    for rel, info in sorted(listed.items()):
-        p = root / rel
-        if not p.exists():
-            problems.append(f"missing file {rel}")
-        elif p.stat().st_size != info["bytes"] or sha256_file(p) != info["sha256"]:
-            problems.append(f"checksum mismatch in {rel}")
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_file() and p.name != MANIFEST and rel not in listed:
-            problems.append(f"unlisted file {rel}")
-    return problems
+    """Problems found (empty when the artifact is intact): missing, extra or altered files, then manifest
+    claims its tensors contradict (runtime/format/claims.py)."""
+    return verify_artifact(root, manifest)
 
 
 def check_or_raise(root: Path, manifest: dict[str, Any] | None = None) -> None:
-    problems = verify(root, manifest)
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise UserError(f"artifact {root} failed its checksum check: {'; '.join(problems[:3])}{more}. The files were "
-                        "changed or copied incompletely: copy the artifact again or re-run compress quantize "
-                        "(`compress verify DIR` lists every problem)")
+    raise_problems(root, "artifact", verify(root, manifest), FIX)
 
 
 @dataclass
@@ -146,6 +72,7 @@ class ArtifactReader:
     manifest: dict[str, Any]
 
     def __post_init__(self) -> None:
+        self.root = Path(self.root)
         self._handles: dict[str, Any] = {}
         self._where: dict[str, Path] = {}
         for kind in KINDS:
@@ -174,11 +101,15 @@ class ArtifactReader:
 
 
 def open_artifact(root: Path, check: bool = True) -> ArtifactReader:
+    """The reader, after the format/version check and (check=True) every sha256 and the manifest's claims."""
     root = Path(root)
     m = read_manifest(root)
+    reader = ArtifactReader(root, m)
     if check:
-        check_or_raise(root, m)
-    return ArtifactReader(root, m)
+        packed = {f"{mod}.quant_weight" for mod in (m.get("packing") or {}).get("modules", {})}
+        raise_problems(root, "artifact", verify_artifact(root, m, lambda n: reader.has(n) or n in packed,
+                                                      reader.tensor), FIX)
+    return reader
 
 
 def group_by_kind(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -201,5 +132,3 @@ def iter_module_names(names: Iterable[str], kind: str = "quant_weight") -> list[
     suf = "." + kind
     return sorted(n[: -len(suf)] for n in names if n.endswith(suf))
 
-
-TensorAccessor = Callable[[str], torch.Tensor]

@@ -17,12 +17,12 @@ from safetensors import safe_open
 from safetensors.torch import load as st_load
 
 from ..errors import UserError
+from ..format import PACKED, check_format
 from .format import PackedInt8, unpack_int8
 
-PACKED_FORMAT = "llama-compress-packed-int8"
-PACKED_VERSION = "1.0.0"
+PACKED_FORMAT = PACKED.name
+PACKED_VERSION = PACKED.version
 PACKED_FILE = "quant_weight.packed.safetensors"
-KEYS = ("packed_mask", "packed_values", "packed_row_ptr", "packed_shape")
 
 
 def packing_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -30,10 +30,8 @@ def packing_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
     p = manifest.get("packing")
     if p is None:
         return None
-    if p.get("format") != PACKED_FORMAT or str(p.get("version", "")).split(".")[0] != PACKED_VERSION.split(".")[0]:
-        raise UserError(f"packed weights in format {p.get('format')} {p.get('version')} are not readable by this "
-                        f"runtime ({PACKED_FORMAT} {PACKED_VERSION}): upgrade llama-compress or `compress unpack` "
-                        "the artifact with the release that packed it")
+    check_format({"name": p.get("format"), "version": p.get("version")}, PACKED.name, PACKED.version,
+                 "the artifact's packing section", PACKED.what, PACKED.fix)
     return p
 
 

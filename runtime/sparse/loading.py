@@ -1,17 +1,12 @@
-"""The hook runtime/quant_loading.py calls for packed artifacts: choose how to run the packed weights."""
+"""How a packed artifact's weights run: $LLAMA_COMPRESS_SPARSE, and the packed binder (via binder_for)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..quant.binder import QuantBinder
-from . import kernel
-from .artifact import PackedTensors, UnpackingAccessor, packing_of
-from .binder import SparseBinder
 
 MODES = ("auto", "kernel", "unpack")
 
@@ -25,19 +20,10 @@ def sparse_mode() -> str:
 
 
 def packed_binder(root: Path, float_source, art, dtype: torch.dtype, device, reference: bool = False):
-    """A binder for a packed artifact, or None when `art` is not packed."""
-    packing = packing_of(art.manifest)
-    if packing is None:
+    """A binder for a packed artifact, or None when `art` is not packed (runtime.binding.binder_for decides)."""
+    from ..binding import binder_for
+    from .artifact import packing_of
+
+    if packing_of(art.manifest) is None:
         return None
-    packed = PackedTensors(Path(root), packing)
-    if reference:
-        return QuantBinder(float_source, UnpackingAccessor(art, packed), dtype, device, reference=True)
-    mode = sparse_mode()
-    if mode == "auto":
-        mode = "kernel" if kernel.available() and torch.device(device).type == "cpu" else "unpack"
-        if mode == "unpack":
-            print(f"note: packed-sparse kernel unavailable ({kernel.why_unavailable() or 'not a CPU device'}): "
-                  "decompressing the packed weights at load (same results, no speed-up)", file=sys.stderr)
-    elif mode == "kernel" and not kernel.available():
-        raise UserError(f"LLAMA_COMPRESS_SPARSE=kernel but {kernel.why_unavailable()}: unset it to decompress at load")
-    return SparseBinder(float_source, art, packed, dtype, device, mode=mode)
+    return binder_for(art, reference=reference, dtype=dtype, device=device, float_source=float_source)
