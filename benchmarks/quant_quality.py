@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--float-units", default=None,
                     help="also score every variant with these units in float (e.g. the preset's choice)")
     ap.add_argument("--text-recipe", default="hf", choices=["hf", "raw"])
+    ap.add_argument("--also-first", type=int, default=None,
+                    help="also report every figure over the first K windows (the same pass: windows are in order)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -52,7 +54,7 @@ def main() -> None:
     from compress.sensitivity import choose, score_units
     from runtime.loaders import open_source, weight_names
     from runtime.loading import build_model, imported_dir, tokenizer_for
-    from runtime.kl_divergence import CachedReference, kl_perplexity, write_reference
+    from runtime.kl_divergence import CachedReference, kl_token_arrays, write_reference
     from runtime.perplexity import load_windows
     from runtime.presets import expand, resolve_model
 
@@ -66,20 +68,22 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="quant-quality-")
     cache = Path(tmp.name) / "float.kld"
 
-    def report(name: str, level: str, ppl: float, base: float | None, extra: str = "", kl=None) -> None:
-        d = "" if base is None else f"{100 * (ppl / base - 1):+.2f}%"
-        kld, top1 = (kl.kld_mean, kl.top1_agreement) if kl is not None else (0.0, 1.0)
-        rows.append({"variant": name, "level": level, "ppl": ppl, "delta": d, "kld_mean": kld,
-                     "top1_agreement": top1, "note": extra})
-        print(f"| {name:28s} | {level:3s} | {ppl:8.3f} | {d:>7s} | KLD {kld:.5f} | top-1 {100 * top1:.2f}% | {extra}",
-              flush=True)
+    def report(name: str, level: str, arrays, extra: str = "") -> None:
+        for w in ([a.also_first] if a.also_first else []) + [None]:
+            r = arrays.summary(w)
+            d = f"{100 * (r.ppl / r.ppl_float - 1):+.2f}%"
+            rows.append({"variant": name, "level": level, "windows": r.windows, "ppl": r.ppl,
+                         "ppl_float": r.ppl_float, "delta": d, "kld_mean": r.kld_mean, "kld_median": r.kld_median,
+                         "kld_p99": r.kld_p99, "top1_agreement": r.top1_agreement, "note": extra})
+            print(f"| {r.windows:3d} win | {name:28s} | {level:3s} | {r.ppl:8.3f} | {d:>7s} | KLD {r.kld_mean:.5f} "
+                  f"| top-1 {100 * r.top1_agreement:.2f}% | {extra}", flush=True)
 
     def score(model):
-        return kl_perplexity(model, CachedReference(cache, wins, cfg.vocab_size), wins)
+        return kl_token_arrays(model, CachedReference(cache, wins, cfg.vocab_size), wins)
 
     t0 = time.time()
-    base = write_reference(build_model(src), wins, cache, "float")
-    report("float", "-", base, None)
+    write_reference(build_model(src), wins, cache, "float")
+    report("float", "-", score(build_model(src)))
     calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
     calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
     from compress.quantize import gptq_fits
@@ -125,14 +129,14 @@ def main() -> None:
                 fmods = float_modules_of(units, a.unit, qcfg)
             sub = copy.copy(res)
             sub.quant_tensors = keep_only(res, fmods)
-            r = score(reference_model(qcfg, sub, False))
-            report(f"{kind} W8A8 {act}", f"L{k}", r.ppl, base, f"float {a.unit}s {units}" if units else "", r)
+            report(f"{kind} W8A8 {act}", f"L{k}", score(reference_model(qcfg, sub, False)),
+                   f"float {a.unit}s {units}" if units else "")
         if a.float_units:
             units = a.float_units.split(",")
             sub = copy.copy(res)
             sub.quant_tensors = keep_only(res, float_modules_of(units, a.unit, qcfg))
-            r = score(reference_model(qcfg, sub, False))
-            report(f"{kind} W8A8 {act}", f"L{len(units)}", r.ppl, base, f"preset's float {a.unit}s {units}", r)
+            report(f"{kind} W8A8 {act}", f"L{len(units)}", score(reference_model(qcfg, sub, False)),
+                   f"preset's float {a.unit}s {units}")
     print(f"({a.windows} windows, recipe {a.text_recipe}, GPTQ {'on' if gptq else 'off'}, {time.time() - t0:.0f} s)")
     tmp.cleanup()
     if a.json:

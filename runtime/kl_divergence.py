@@ -190,9 +190,25 @@ def summarize(kls: torch.Tensor, same: torch.Tensor, nll: torch.Tensor, nll_ref:
                     top1_agreement=float(same.double().mean()), windows=windows, tokens=n)
 
 
+@dataclass
+class TokenArrays:
+    """Per scored position, in window order: KL, same top token, the model's and the reference's NLL."""
+    kl: torch.Tensor
+    same: torch.Tensor
+    nll: torch.Tensor
+    nll_ref: torch.Tensor
+    counts: list[int]  # scored positions per window
+
+    def summary(self, first_windows: int | None = None) -> KLResult:
+        """The figures over all windows, or over the first `first_windows` of them."""
+        w = len(self.counts) if first_windows is None else min(first_windows, len(self.counts))
+        n = sum(self.counts[:w])
+        return summarize(self.kl[:n], self.same[:n], self.nll[:n], self.nll_ref[:n], w)
+
+
 @torch.inference_mode()
-def kl_perplexity(model, reference, windows: Windows, writer: CacheWriter | None = None,
-                  progress: bool = False, desc: str = "kl-divergence") -> KLResult:
+def kl_token_arrays(model, reference, windows: Windows, writer: CacheWriter | None = None,
+                    progress: bool = False, desc: str = "kl-divergence") -> TokenArrays:
     """One pass over `windows`: the model's logits against the reference's at every scored position."""
     from tqdm import tqdm
 
@@ -220,7 +236,14 @@ def kl_perplexity(model, reference, windows: Windows, writer: CacheWriter | None
         raise
     if writer is not None:
         writer.close()
-    return summarize(torch.cat(kls), torch.cat(sames), torch.cat(nlls), torch.cat(nll_refs), len(windows))
+    return TokenArrays(torch.cat(kls), torch.cat(sames), torch.cat(nlls), torch.cat(nll_refs),
+                       [int(k.numel()) for k in kls])
+
+
+def kl_perplexity(model, reference, windows: Windows, writer: CacheWriter | None = None,
+                  progress: bool = False, desc: str = "kl-divergence") -> KLResult:
+    """`kl_token_arrays` summarised over all windows."""
+    return kl_token_arrays(model, reference, windows, writer, progress, desc).summary()
 
 
 @torch.inference_mode()
