@@ -67,7 +67,8 @@ def agreement(dir_a: str | Path, dir_b: str | Path, category_of: dict[str, str])
     for c, t in out.items():
         if t["questions"]:
             n = t.pop("questions")
-            res[c] = {"questions": n, "same_prediction": t["same"] / n, "flips": t["correct_to_wrong"] + t["wrong_to_correct"],
+            res[c] = {"questions": n, "same_prediction": t["same"] / n,
+                      "flips": t["correct_to_wrong"] + t["wrong_to_correct"],
                       "correct_to_wrong": t["correct_to_wrong"], "wrong_to_correct": t["wrong_to_correct"],
                       "letter_kl_mean": t["kl_sum"] / n, "pred_a": t["pred_a"], "pred_b": t["pred_b"]}
     return res
