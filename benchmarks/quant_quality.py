@@ -82,8 +82,9 @@ def main() -> None:
         return kl_token_arrays(model, CachedReference(cache, wins, cfg.vocab_size), wins)
 
     t0 = time.time()
-    write_reference(build_model(src), wins, cache, "float")
-    report("float", "-", score(build_model(src)))
+    base = write_reference(build_model(src), wins, cache, "float")
+    print(f"| float | {base:.3f} over all {len(wins)} windows", flush=True)
+    rows.append({"variant": "float", "level": "-", "windows": len(wins), "ppl": base})
     calib_path = a.calib or expand(ref.preset.quantize.get("calib_data", "${SHARED}/data/ceval"))
     calib = build_calibration(calib_path, tok, a.calib_samples, 512, 0)
     from compress.quantize import gptq_fits
