@@ -129,6 +129,19 @@ def test_cached_reference_gives_the_live_figures(models, tmp_path):
                 "--json", str(cached)] + data)
     assert res.exit_code == 0, res.output
     assert json.loads(cached.read_text())["kld_mean"] < 1e-5
+    # with --kl-divergence and a missing file: the live reference is used and written on the way
+    second, w = tmp_path / "b.kld", tmp_path / "w.json"
+    res = _ppl(["--model", str(models["noisy"]), "--base", str(models["a"]), "--kl-divergence",
+                "--kl-divergence-base", str(second), "--json", str(w)] + data)
+    assert res.exit_code == 0, res.output
+    assert json.loads(w.read_text())["kld_mean"] == a["kld_mean"]
+    from runtime.kl_divergence import CachedReference
+
+    wins = _windows(models)
+    r1, r2 = CachedReference(cache, wins, 512), CachedReference(second, wins, 512)
+    for i, (ids, first) in enumerate(wins):  # the same reference, whichever way the file was written
+        x, y = r1.window(i, ids, first), r2.window(i, ids, first)
+        assert torch.equal(x.logprobs, y.logprobs) and torch.equal(x.top1, y.top1) and torch.equal(x.nll, y.nll)
     # other windows: refused, naming the cause
     res = _ppl(["--model", str(models["noisy"]), "--kl-divergence", "--kl-divergence-base", str(cache),
                 "--windows", "2"] + data)
