@@ -12,8 +12,11 @@ computed once and cached in a temporary file, float16 log-probs, ~50 MB per wind
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import json
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +69,9 @@ def main() -> None:
     wins = load_windows(tok, None, 512, 512, a.windows, a.text_recipe)
     rows = []
     tmp = tempfile.TemporaryDirectory(prefix="quant-quality-")
+    # the cached float logits are ~50 MB a window: remove them on any exit, a kill (SIGTERM) included
+    atexit.register(tmp.cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cache = Path(tmp.name) / "float.kld"
 
     def report(name: str, level: str, arrays, extra: str = "") -> None:
