@@ -63,9 +63,11 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="write the result here"),
     ) -> None:
         """Perplexity over 512-token windows, stride 512 (the usual WikiText-2 protocol)."""
-        from ..perplexity import load_windows, perplexity
+        from ..perplexity import RECIPES, load_windows, perplexity
         from .run import load_for_run
 
+        if text_recipe not in RECIPES:  # before loading any model
+            raise UserError(f"--text-recipe {text_recipe!r} is not known: use one of {', '.join(RECIPES)}")
         if windows is not None and windows < 1:
             raise UserError(f"--windows {windows}: give a positive number of windows, or leave it out to score all")
         if window < 2 or stride < 1:
