@@ -159,6 +159,8 @@ def test_kl_needs_a_reference(models):
     assert res.exit_code == 2 and "--base" in res.output
     res = _ppl(["--model", str(models["a"]), "--base", str(models["a"]), "--data", str(models["text"])])
     assert res.exit_code == 2 and "--kl-divergence" in res.output
+    res = _ppl(["--model", str(models["a"]), "--text-recipe", "wiki", "--data", str(models["text"])])
+    assert res.exit_code == 2 and "--text-recipe 'wiki'" in res.output
 
 
 def test_artifact_against_its_float_model(tmp_path, data_dir, stories_hf):
