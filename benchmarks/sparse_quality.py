@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--reconstruct-lr", type=float, default=1e-4)
     ap.add_argument("--static-down", action="store_true", help="down_proj inputs static too (default: per token)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/sparse_quality"))
+    ap.add_argument("--text-recipe", default="hf", choices=["hf", "raw"],
+                    help="WikiText text recipe (runtime/perplexity.py); the README's sparse table used raw")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -55,7 +57,8 @@ def main() -> None:
     ref = resolve_model("smollm2-135m")
     hf_dir = imported_dir(ref)
     tok = tokenizer_for(ref, open_source(hf_dir))
-    windows = load_windows(tok, shared_dir() / "data/wikitext-2-raw/wiki.test.raw", limit=a.windows)
+    windows = load_windows(tok, shared_dir() / "data/wikitext-2-raw/wiki.test.raw", limit=a.windows,
+                           recipe=a.text_recipe)
     calib = shared_dir() / ("data/wikitext-2-raw/wiki.valid.raw" if a.calib == "wiki" else "data/ceval")
     a.out.mkdir(parents=True, exist_ok=True)
     res_path = a.out / "results.json"
@@ -63,7 +66,7 @@ def main() -> None:
     dense_extra = tuple(int(x) for x in a.dense_layers.split(",") if x)
     tag = f"{a.calib}-{a.level}-w{a.windows}" + (f"-d{a.dense_layers.replace(',', '_')}" if dense_extra else "") \
         + (f"-r{a.reconstruct_epochs}x{a.reconstruct_lr:g}" if a.reconstruct_epochs else "") \
-        + ("-staticdown" if a.static_down else "")
+        + ("-staticdown" if a.static_down else "") + ("-raw" if a.text_recipe == "raw" else "")
     opts = QuantizeOptions(disable_level=parse_level(a.level), calib_samples=a.calib_samples, calib_seq_len=512,
                            dynamic_groups=() if a.static_down else None)
     for name in a.configs.split(","):

@@ -84,10 +84,12 @@ class StatsCollector:
 
 
 def collect_stats(hf_model, samples: list[torch.Tensor], max_rows: int = 512, seed: int = 0,
-                  progress: bool = True, hessian: bool = False) -> dict[str, GroupStats]:
+                  progress: bool = True, hessian: bool = False, skip_positions: int = 0) -> dict[str, GroupStats]:
     """Run `samples` through a transformers LlamaForCausalLM with pre-hooks on each group's first linear.
 
-    hessian=True also sums x^T x of every group input (for GPTQ)."""
+    hessian=True also sums x^T x of every group input (for GPTQ). skip_positions=k leaves the first k
+    positions of every sample out of the statistics (a fixed prefix whose keys/values are computed in
+    float, so no quantized linear ever sees it; benchmarks/sink_prefix_probe.py)."""
     from tqdm import tqdm
 
     from runtime.errors import UserError
@@ -98,7 +100,7 @@ def collect_stats(hf_model, samples: list[torch.Tensor], max_rows: int = 512, se
         for suffix in GROUPS:
             if name.endswith("." + suffix):
                 handles.append(mod.register_forward_pre_hook(
-                    lambda m, args, key=name: col.observe(key, args[0])))
+                    lambda m, args, key=name: col.observe(key, args[0][:, skip_positions:])))
     if not handles:
         raise UserError("the model has no q_proj/o_proj/gate_proj/down_proj linears: not a Llama-family model")
     try:

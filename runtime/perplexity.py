@@ -1,4 +1,11 @@
-"""WikiText-2 perplexity: the raw test file tokenized whole, cut into windows, each scored on its own.
+"""WikiText-2 perplexity: the test text tokenized whole, cut into windows, each scored on its own.
+
+Text recipe (`recipe`): "hf" (the default) is what the field's figures use — Hugging Face's
+`wikitext-2-raw-v1` test split, whose dataset builder makes one row per line of wiki.test.raw (the line
+with its newline, or "" when it is blank: 4358 rows), joined with "\n\n" as in transformers' perplexity
+guide and llm-compressor's evaluations. "raw" tokenizes the file exactly as it is (llama.cpp's
+`llama-perplexity -f wiki.test.raw`). The two give different token streams, so their figures differ
+(SmolLM2-135M, first 20 windows: 35.88 hf, 35.21 raw); always say which one a figure used.
 
 Protocol: windows of `window` tokens every `stride` tokens (512/512: non-overlapping); every token of a
 window but the first is predicted from the tokens before it in that window. With stride < window only
@@ -20,6 +27,26 @@ from .presets import shared_dir
 
 def default_text() -> Path:
     return shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw"
+
+
+RECIPES = ("hf", "raw")
+
+
+def hf_wikitext_rows(text: str) -> list[str]:
+    """The rows Hugging Face's `wikitext` builder yields for a raw file: each line as Python's text-mode
+    iteration splits it (newline kept), a whitespace-only line as ""."""
+    import io
+
+    return [row if row.strip() else "" for row in io.StringIO(text, newline=None)]
+
+
+def recipe_text(raw: str, recipe: str = "hf") -> str:
+    """The string that is tokenized under a text recipe (see the module docstring)."""
+    if recipe == "hf":
+        return "\n\n".join(hf_wikitext_rows(raw))
+    if recipe == "raw":
+        return raw
+    raise UserError(f"--text-recipe {recipe!r} is not known: use one of {', '.join(RECIPES)}")
 
 
 def token_windows(ids: list[int], window: int = 512, stride: int = 512,
@@ -49,13 +76,20 @@ class PerplexityResult:
     windows: int
 
 
-def load_windows(tokenizer, path: Path | None = None, window: int = 512, stride: int = 512,
-                 limit: int | None = None) -> list[tuple[torch.Tensor, int]]:
+def load_ids(tokenizer, path: Path | None = None, recipe: str = "hf") -> list[int]:
+    """The whole text's token ids under `recipe`."""
     path = Path(path) if path else default_text()
     if not path.exists():
         raise UserError(f"perplexity text {path} not found: pass --data PATH (e.g. wikitext-2-raw/wiki.test.raw)")
-    ids = tokenizer.encode(path.read_text(encoding="utf-8"))
-    return token_windows(ids, window, stride, limit)
+    # newline="" keeps the file's own line ends, so "raw" is the bytes as written; "hf" splits them itself
+    with open(path, encoding="utf-8", newline="") as f:
+        raw = f.read()
+    return tokenizer.encode(recipe_text(raw, recipe))
+
+
+def load_windows(tokenizer, path: Path | None = None, window: int = 512, stride: int = 512,
+                 limit: int | None = None, recipe: str = "hf") -> list[tuple[torch.Tensor, int]]:
+    return token_windows(load_ids(tokenizer, path, recipe), window, stride, limit)
 
 
 @torch.inference_mode()

@@ -10,11 +10,12 @@ THREADS=${THREADS:-2}
 compress quantize --model smollm2-135m --out "$OUT" --force --threads "$THREADS"
 compress verify "$OUT"
 runtime run --quant "$OUT" --prompt "The capital of France is" --max-new-tokens 24 --threads "$THREADS"
-runtime ppl --model smollm2-135m --windows "$WINDOWS" --threads "$THREADS" --json "$OUT.float-ppl.json" >/dev/null
-runtime ppl --quant "$OUT" --windows "$WINDOWS" --threads "$THREADS" --json "$OUT.w8a8-ppl.json" >/dev/null
-python3 - "$OUT.float-ppl.json" "$OUT.w8a8-ppl.json" <<'PY'
+# one pass: the artifact and its float model (anti_weight/) over the same windows
+runtime ppl --quant "$OUT" --windows "$WINDOWS" --threads "$THREADS" --kl-divergence --json "$OUT.ppl.json" >/dev/null
+python3 - "$OUT.ppl.json" <<'PY'
 import json, sys
-f, q = (json.load(open(p)) for p in sys.argv[1:3])
-print(f"WikiText-2 perplexity ({f['windows']} windows of {f['window']}): float {f['ppl']:.3f} -> "
-      f"W8A8 {q['ppl']:.3f} ({100 * (q['ppl'] / f['ppl'] - 1):+.2f}%)")
+r = json.load(open(sys.argv[1]))
+print(f"WikiText-2 perplexity ({r['windows']} windows of {r['window']}, {r['text_recipe']} recipe): "
+      f"float {r['ppl_float']:.3f} -> W8A8 {r['ppl']:.3f} ({100 * (r['ppl'] / r['ppl_float'] - 1):+.2f}%), "
+      f"KL divergence {r['kld_mean']:.4f}, same top token {100 * r['top1_agreement']:.1f}%")
 PY

@@ -1,10 +1,12 @@
-"""Per-subject, per-category and overall accuracy deltas between two MMLU runs (e.g. float vs W8A8)."""
+"""Per-subject, per-category and overall accuracy deltas between two MMLU runs (e.g. float vs W8A8), and from
+their cache.csv the flips and letter-distribution KL of agreement.py."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from ..errors import UserError
+from .agreement import agreement, format_agreement
 from .data import CATEGORIES
 from .summary import classes_summary
 
@@ -35,7 +37,8 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path) -> dict:
     overall = [("micro (questions)", ca["overall"]["total"], ca["overall"]["micro_acc"], cb["overall"]["micro_acc"]),
                ("macro (subjects)", ca["overall"]["subjects"], ca["overall"]["macro_acc"], cb["overall"]["macro_acc"])]
     only = sorted(set(a) ^ set(b))
-    return {"subjects": rows, "categories": cats, "overall": overall, "not_in_both": only}
+    ag = agreement(dir_a, dir_b, {s: sa[s].get("category", "Other") for s in common})
+    return {"subjects": rows, "categories": cats, "overall": overall, "not_in_both": only, "agreement": ag}
 
 
 def format_compare(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
@@ -52,4 +55,8 @@ def format_compare(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
     lines += ["-" * len(head)] + [fmt(r) for r in cmp["overall"]]
     if cmp["not_in_both"]:
         lines.append(f"(left out, scored by one run only: {', '.join(cmp['not_in_both'])})")
+    if cmp.get("agreement"):
+        lines += ["", format_agreement(cmp["agreement"], name_a, name_b)]
+    elif "agreement" in cmp:
+        lines.append("(flips and letter KL left out: a run has no test_result/cache.csv)")
     return "\n".join(lines)
