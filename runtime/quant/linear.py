@@ -134,7 +134,7 @@ class Int8Linear(nn.Module):
             s = qmath.dynamic_scales(x2)
             if self.scale_sync is not None:  # row-parallel: every rank must use the full row's scale
                 s = self.scale_sync(s)
-            xq = torch.clamp(torch.round(x2.float() / s), -127, 127)
+            xq = qmath.act_codes_dynamic(x2, s)
             if self.use_onednn and x2.shape[0] == 1:
                 y = self._onednn((xq + 128).to(torch.uint8), float(s), 128)
             else:

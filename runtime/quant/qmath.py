@@ -4,6 +4,12 @@ Weights: int8, symmetric per output channel, q = clamp(round(w / s_w), -127, 127
 Activations, static: int8, asymmetric per tensor, x_q = clamp(round(x / s_x) + o_x, -128, 127),
     dequantized as (x_q - o_x) * s_x  (the guide's input_scale / input_offset).
 Activations, dynamic: int8, symmetric per token, s = absmax(row) / 127 computed at run time.
+
+This is the normative arithmetic of docs/ARTIFACT.md ("Arithmetic"): x is converted to float32 first;
+`/` is an IEEE float32 division by the float32 scale (NOT a multiplication by its reciprocal, which
+differs in the last bit and flips codes at rounding boundaries); `round` is round-half-to-even
+(torch.round), applied before the offset is added; codes are exact integers. Every int8 path (oneDNN,
+the packed-sparse kernel, the fake-quant reference, exporters) must take its codes from here.
 """
 from __future__ import annotations
 
@@ -30,9 +36,14 @@ def act_params(lo: float, hi: float) -> tuple[float, float]:
     return float(torch.tensor(scale, dtype=torch.float32)), offset
 
 
+def act_codes_static(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+    """The static codes x_q of x as float32 integers in [-128, 127] (float32 division, half-to-even)."""
+    return torch.clamp(torch.round(x.float() / scale) + offset, QMIN, QMAX)
+
+
 def quantize_act_static(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
     """int8 codes of x (float32 arithmetic, any input dtype)."""
-    return torch.clamp(torch.round(x.float() / scale) + offset, QMIN, QMAX).to(torch.int8)
+    return act_codes_static(x, scale, offset).to(torch.int8)
 
 
 def fake_act_static(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
@@ -44,9 +55,14 @@ def dynamic_scales(x: torch.Tensor) -> torch.Tensor:
     return (x.float().abs().amax(-1, keepdim=True) / 127.0).clamp(min=1e-8)
 
 
+def act_codes_dynamic(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The per-token codes of x under scales s ([..., 1]) as float32 integers in [-127, 127]."""
+    return torch.clamp(torch.round(x.float() / s), -127, 127)
+
+
 def fake_act_dynamic(x: torch.Tensor) -> torch.Tensor:
     s = dynamic_scales(x)
-    return torch.clamp(torch.round(x.float() / s), -127, 127) * s
+    return act_codes_dynamic(x, s) * s
 
 
 def hadamard_block(n: int, cap: int = 512) -> int:

@@ -106,7 +106,7 @@ class PackedSparseInt8Linear(nn.Module):
             s = qmath.dynamic_scales(x2)
             if self.scale_sync is not None:  # row-parallel: every rank must use the full row's scale
                 s = self.scale_sync(s)
-            codes = torch.clamp(torch.round(x2 / s), -127, 127)
+            codes = qmath.act_codes_dynamic(x2, s)
             acc = sparse_u8s8_mm(self._u8(codes), self.mask, self.values, self.row_ptr)
             y = (acc.to(torch.int64) - 128 * self.rowsum).float() * s * self.weight_scale
         if self.bias is not None:
