@@ -11,7 +11,7 @@ register_all(app)
 
 @app.callback()
 def main() -> None:
-    """Compress LLaMA-family models: import, quantize, sparse, pack, cut, verify."""
+    """Compress LLaMA-family models: import, quantize, sparse, pack, cut, verify, export."""
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import importlib
 
 import typer
 
-MODULES = ["import_cmd", "cut", "quantize_cmd", "verify_cmd", "sparse", "pack"]
+MODULES = ["import_cmd", "cut", "quantize_cmd", "verify_cmd", "sparse", "pack", "export_cmd"]
 
 
 def register_all(app: typer.Typer) -> None:
