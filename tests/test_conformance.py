@@ -1,0 +1,167 @@
+"""The conformance kit (docs/conformance/): every reader we have passes it, and readers that break the
+spec in the ways an independent implementation did (multiply by the reciprocal, round half away from zero,
+round after adding the offset, ignore input_hadamard, another per-token scale) fail it."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from runtime.quant import qmath
+
+REPO = Path(__file__).resolve().parent.parent
+KIT = REPO / "docs" / "conformance"
+
+
+def _check_module():
+    spec = importlib.util.spec_from_file_location("conformance_check", KIT / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+check = _check_module()
+
+
+def _vectors() -> dict[str, torch.Tensor]:
+    return load_file(str(KIT / "quant_vectors.safetensors"))
+
+
+def _codes(static_fn, dynamic_fn) -> dict[str, torch.Tensor]:
+    v = _vectors()
+    out = {}
+    for n in ("a", "b"):
+        s, o = float(v[f"static_{n}.input_scale"]), float(v[f"static_{n}.input_offset"])
+        out[f"static_{n}.codes"] = static_fn(v[f"static_{n}.x"], s, o)
+    out["dynamic.codes"] = dynamic_fn(v["dynamic.x"])
+    return {k: t.numpy() for k, t in out.items()}
+
+
+def test_qmath_reproduces_every_quantizer_vector():
+    v = _vectors()
+    got = _codes(qmath.quantize_act_static,
+                 lambda x: qmath.act_codes_dynamic(x, qmath.dynamic_scales(x)).to(torch.int8))
+    assert check.check_codes(got, {k: t.numpy() for k, t in v.items()}) == []
+    assert torch.equal(qmath.dynamic_scales(v["dynamic.x"]), v["dynamic.scale"])
+    block = int(v["hadamard.block"])
+    assert (qmath.hadamard(v["hadamard.x"], block) - v["hadamard.y"]).abs().max() < 1e-6
+
+
+def _clamp(q, lo=-128, hi=127):
+    return torch.clamp(q, lo, hi).to(torch.int8)
+
+
+@pytest.mark.parametrize("variant", ["reciprocal", "half-away", "round-after-offset", "dynamic-127.5"])
+def test_quantizer_vectors_catch_each_known_deviation(variant):
+    def dyn(x):
+        return qmath.act_codes_dynamic(x, qmath.dynamic_scales(x)).to(torch.int8)
+
+    static = qmath.quantize_act_static
+    if variant == "reciprocal":
+        def static(x, s, o):
+            return _clamp(torch.round(x * (1.0 / torch.tensor(s, dtype=torch.float32))) + o)
+    elif variant == "half-away":
+        def static(x, s, o):
+            r = x / s
+            return _clamp(torch.sign(r) * torch.floor(r.abs() + 0.5) + o)
+    elif variant == "round-after-offset":
+        def static(x, s, o):
+            return _clamp(torch.round(x / s + o))
+    else:
+        def dyn(x):
+            s = x.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127.5
+            return _clamp(torch.round(x / s))
+    problems = check.check_codes(_codes(static, dyn), {k: t.numpy() for k, t in _vectors().items()})
+    assert problems, f"the vectors do not distinguish {variant}"
+
+
+def test_kit_artifacts_are_intact():
+    from runtime.quant.artifact import verify
+
+    for name in ("static", "dynamic-hadamard"):
+        assert verify(KIT / name / "artifact") == []
+
+
+def _expected(name):
+    e = load_file(str(KIT / name / "expected.safetensors"))
+    return e["input_ids"], e["logits"]
+
+
+def _our_logits(path: Path, ids: torch.Tensor, reference: bool = False, model=None) -> torch.Tensor:
+    from runtime.engine import Engine
+    from runtime.quant_loading import load_artifact_model
+
+    if model is None:
+        model, _, _ = load_artifact_model(path, torch.float32, "cpu", reference=reference)
+    with torch.no_grad():
+        return Engine(model, 128, 0, [2]).logits(ids, None, False).float()
+
+
+@pytest.mark.parametrize("name", ["static", "dynamic-hadamard"])
+@pytest.mark.parametrize("reference", [False, True], ids=["int8-kernels", "fake-quant"])
+def test_our_runtime_conforms(name, reference):
+    ids, exp = _expected(name)
+    got = _our_logits(KIT / name / "artifact", ids, reference)
+    assert check.check_logits(exp.numpy(), got.numpy()) == []
+
+
+def test_check_rejects_a_reader_that_ignores_input_hadamard():
+    from runtime.quant.artifact import open_artifact
+    from runtime.quant_loading import load_artifact_model
+
+    path = KIT / "dynamic-hadamard" / "artifact"
+    assert open_artifact(path).has("model.layers.0.mlp.down_proj.input_hadamard")
+    model, _, _ = load_artifact_model(path)
+    for layer in model.layers:  # a reader that skips the rotation (it still multiplies by W H)
+        layer.mlp.down_proj.hadamard = None
+    ids, exp = _expected("dynamic-hadamard")
+    assert check.check_logits(exp.numpy(), _our_logits(path, ids, model=model).numpy())
+
+
+def test_check_rejects_another_per_token_scale(monkeypatch):
+    ids, exp = _expected("dynamic-hadamard")
+    monkeypatch.setattr(qmath, "dynamic_scales",
+                        lambda x: (x.float().abs().amax(-1, keepdim=True) / 127.5).clamp(min=1e-8))
+    got = _our_logits(KIT / "dynamic-hadamard" / "artifact", ids)
+    assert check.check_logits(exp.numpy(), got.numpy())
+
+
+def test_check_rejects_shape_and_nan():
+    ids, exp = _expected("static")
+    assert check.check_logits(exp.numpy(), exp[:, :-1].numpy())
+    bad = exp.clone()
+    bad[0, 3, 7] = float("nan")
+    assert check.check_logits(exp.numpy(), bad.numpy())
+
+
+def test_compressed_tensors_export_through_transformers_conforms(tmp_path):
+    """The export, loaded by transformers with the compressed-tensors package and nothing else."""
+    from transformers import AutoModelForCausalLM
+
+    from compress.export import export_artifact
+
+    art = KIT / "static" / "artifact"
+    export_artifact(art, "compressed-tensors", tmp_path / "ct")
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ct")).eval()
+    ids, exp = _expected("static")
+    with torch.no_grad():
+        got = hf(ids).logits.float()
+        plain = AutoModelForCausalLM.from_pretrained(str(art / "anti_weight")).eval()(ids).logits.float()
+    assert check.check_logits(exp.numpy(), got.numpy()) == []
+    # it really runs quantized: the float model is far outside what the check allows
+    assert check.check_logits(exp.numpy(), plain.numpy())
+
+
+def test_msmodelslim_export_read_back_conforms(tmp_path):
+    from compress.export import export_artifact
+    from compress.export.msmodelslim_reader import read_msmodelslim
+    from compress.memsource import DictSource, DictTensors
+    from runtime.model import Llama
+    from runtime.quant.binder import QuantBinder
+
+    export_artifact(KIT / "static" / "artifact", "msmodelslim", tmp_path / "ms")
+    cfg, floats, quant = read_msmodelslim(tmp_path / "ms")
+    model = Llama(cfg, QuantBinder(DictSource(cfg, floats), DictTensors(quant))).eval()
+    ids, exp = _expected("static")
+    assert check.check_logits(exp.numpy(), _our_logits(Path(), ids, model=model).numpy()) == []
