@@ -277,3 +277,27 @@ def test_shards_with_index(tmp_path):
     assert files[-1] == "model.safetensors.index.json" and len(files) == 4
     for k, f in idx["weight_map"].items():
         assert torch.equal(_tensors(tmp_path / f)[k], torch.full((100,), float(k[1:])))
+
+
+def test_msmodelslim_bf16_model_keeps_float32_deq_scale(tmp_path):
+    """msModelSlim's rule: bf16 models store deq_scale as float32, others as its int64 bit pattern."""
+    from safetensors.torch import save_file
+
+    from compress.export.msmodelslim_reader import check_schema, read_msmodelslim
+
+    d = tmp_path / "bf16"
+    shutil.copytree(STATIC, d)
+    st = d / "anti_weight" / "model.safetensors"
+    save_file({k: v.bfloat16() for k, v in _tensors(st).items()}, str(st), metadata={"format": "pt"})
+    m = json.loads((d / MANIFEST).read_text())
+    m.pop("files")
+    write_manifest(d, m)
+    export_artifact(d, "msmodelslim", tmp_path / "ms")
+    t = _tensors(tmp_path / "ms" / "quant_model_weights.safetensors")
+    n = "model.layers.0.self_attn.v_proj"
+    assert t[f"{n}.deq_scale"].dtype == torch.float32
+    assert torch.equal(t[f"{n}.deq_scale"], open_artifact(STATIC).tensor(f"{n}.deq_scale"))
+    assert t["model.embed_tokens.weight"].dtype == torch.bfloat16
+    assert check_schema(tmp_path / "ms") == []
+    _, _, quant = read_msmodelslim(tmp_path / "ms")
+    assert torch.equal(quant[f"{n}.deq_scale"], t[f"{n}.deq_scale"])
