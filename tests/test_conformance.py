@@ -48,6 +48,25 @@ def test_qmath_reproduces_every_quantizer_vector():
     assert (qmath.hadamard(v["hadamard.x"], block) - v["hadamard.y"]).abs().max() < 1e-6
 
 
+def test_quantizer_vectors_equal_an_independent_numpy_reference():
+    """IEEE float32 division and rint (ties to even) in numpy, not torch: the vectors are the spec's, not
+    an artefact of torch's kernels."""
+    import numpy as np
+
+    v = {k: t.numpy() for k, t in _vectors().items()}
+    for n in ("a", "b"):
+        x = v[f"static_{n}.x"].astype(np.float32)
+        s = np.float32(v[f"static_{n}.input_scale"][0])
+        o = np.float32(v[f"static_{n}.input_offset"][0])
+        q = np.clip(np.rint(np.divide(x, s, dtype=np.float32)) + o, -128, 127)
+        assert (q.astype(np.int64) == v[f"static_{n}.codes"].astype(np.int64)).all()
+    x = v["dynamic.x"].astype(np.float32)
+    s = np.maximum(np.divide(np.abs(x).max(-1, keepdims=True), np.float32(127), dtype=np.float32), np.float32(1e-8))
+    assert (s == v["dynamic.scale"]).all()
+    q = np.clip(np.rint(np.divide(x, s, dtype=np.float32)), -127, 127)
+    assert (q.astype(np.int64) == v["dynamic.codes"].astype(np.int64)).all()
+
+
 def _clamp(q, lo=-128, hi=127):
     return torch.clamp(q, lo, hi).to(torch.int8)
 
