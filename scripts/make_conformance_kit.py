@@ -8,10 +8,16 @@ expected logits are the fake-quant reference (runtime/quant/linear.py FakeQuantL
 weights, spec codes, float32), the portable float computation every conforming reader approximates.
 Re-running gives the same tensors on the same CPU and torch; on another CPU the calibration may pick
 other scales, so the kit is committed, not rebuilt by the tests.
+
+Files of an artifact that are byte copies of the shared data (anti_weight/tokenizer.model is stories260K's
+tok512.model) are removed and named in shared_files.json instead: the repository references ../shared, it
+never copies it. docs/conformance/materialize.py puts them back into a working copy. The manifests still
+list them, with their sha256, which materialize.py checks.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +28,9 @@ from safetensors.torch import save_file
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from runtime.presets import shared_dir  # noqa: E402
 from runtime.quant import qmath  # noqa: E402
+from runtime.quant.artifact import read_manifest, sha256_file  # noqa: E402
 
 ARTIFACTS = {
     # every reader: static per-tensor, no online rotation, one float-fallback layer
@@ -57,6 +65,25 @@ def expected_logits(art: Path, ids: torch.Tensor) -> torch.Tensor:
     model, _, _ = load_artifact_model(art, torch.float32, "cpu", reference=True)
     with torch.no_grad():
         return Engine(model, 128, 0, [2]).logits(ids, None, False).float().contiguous()
+
+
+def strip_shared_copies(art: Path, shared: dict[str, str]) -> dict[str, str]:
+    """Delete the files of `art` whose sha256 is that of a shared-data file; {file in art: shared path}."""
+    removed = {}
+    for rel in sorted(read_manifest(art)["files"]):
+        ref = shared.get(sha256_file(art / rel))
+        if ref is not None:
+            (art / rel).unlink()
+            removed[rel] = ref
+    return removed
+
+
+def shared_hashes(root: Path) -> dict[str, str]:
+    """sha256 -> path relative to `root` of every file under root/data."""
+    data = root / "data"
+    if not data.is_dir():
+        sys.exit(f"shared data not found at {data}: set LLAMA_COMPRESS_SHARED to the shared folder")
+    return {sha256_file(p): p.relative_to(root).as_posix() for p in sorted(data.rglob("*")) if p.is_file()}
 
 
 def _tie_and_division_cases(scale: float) -> list[float]:
@@ -110,12 +137,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "conformance")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    shared = shared_hashes(shared_dir())
+    taken: dict[str, dict[str, str]] = {}
     for name, extra in ARTIFACTS.items():
         art = a.out / name / "artifact"
         quantize(art, extra)
-        ids = input_ids(art)
+        ids = input_ids(art)  # with the complete artifact (its tokenizer.model), before stripping
         save_file({"input_ids": ids, "logits": expected_logits(art, ids)}, str(a.out / name / "expected.safetensors"),
                   metadata={"format": "pt"})
+        taken[f"{name}/artifact"] = strip_shared_copies(art, shared)
+    (a.out / "shared_files.json").write_text(json.dumps(taken, indent=1, sort_keys=True) + "\n")
     save_file(quant_vectors(), str(a.out / "quant_vectors.safetensors"), metadata={"format": "pt"})
     print(f"wrote {a.out}")
 

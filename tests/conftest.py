@@ -77,3 +77,14 @@ def stories_hf():
     ref = resolve_model("stories260k")
     hf = imported_dir(ref, progress=False)
     return hf, tokenizer_for(ref, open_source(hf))
+
+
+@pytest.fixture(scope="session")
+def conformance_kit(tmp_path_factory) -> Path:
+    """docs/conformance/ made complete (materialize.py): the committed kit plus the files it takes from the
+    shared data folder (tok512.model), each checked against the sha256 its artifact.json records."""
+    spec = importlib.util.spec_from_file_location("conformance_materialize",
+                                                  REPO / "docs" / "conformance" / "materialize.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.materialize(tmp_path_factory.mktemp("conformance") / "kit")

@@ -95,11 +95,11 @@ def test_quantizer_vectors_catch_each_known_deviation(variant):
     assert problems, f"the vectors do not distinguish {variant}"
 
 
-def test_kit_artifacts_are_intact():
+def test_kit_artifacts_are_intact(conformance_kit):
     from runtime.quant.artifact import verify
 
     for name in ("static", "dynamic-hadamard"):
-        assert verify(KIT / name / "artifact") == []
+        assert verify(conformance_kit / name / "artifact") == []
 
 
 def _expected(name):
@@ -119,17 +119,17 @@ def _our_logits(path: Path, ids: torch.Tensor, reference: bool = False, model=No
 
 @pytest.mark.parametrize("name", ["static", "dynamic-hadamard"])
 @pytest.mark.parametrize("reference", [False, True], ids=["int8-kernels", "fake-quant"])
-def test_our_runtime_conforms(name, reference):
+def test_our_runtime_conforms(name, reference, conformance_kit):
     ids, exp = _expected(name)
-    got = _our_logits(KIT / name / "artifact", ids, reference)
+    got = _our_logits(conformance_kit / name / "artifact", ids, reference)
     assert check.check_logits(exp.numpy(), got.numpy()) == []
 
 
-def test_check_rejects_a_reader_that_ignores_input_hadamard():
+def test_check_rejects_a_reader_that_ignores_input_hadamard(conformance_kit):
     from runtime.quant.artifact import open_artifact
     from runtime.quant_loading import load_artifact_model
 
-    path = KIT / "dynamic-hadamard" / "artifact"
+    path = conformance_kit / "dynamic-hadamard" / "artifact"
     assert open_artifact(path).has("model.layers.0.mlp.down_proj.input_hadamard")
     model, _, _ = load_artifact_model(path)
     for layer in model.layers:  # a reader that skips the rotation (it still multiplies by W H)
@@ -138,11 +138,11 @@ def test_check_rejects_a_reader_that_ignores_input_hadamard():
     assert check.check_logits(exp.numpy(), _our_logits(path, ids, model=model).numpy())
 
 
-def test_check_rejects_another_per_token_scale(monkeypatch):
+def test_check_rejects_another_per_token_scale(monkeypatch, conformance_kit):
     ids, exp = _expected("dynamic-hadamard")
     monkeypatch.setattr(qmath, "dynamic_scales",
                         lambda x: (x.float().abs().amax(-1, keepdim=True) / 127.5).clamp(min=1e-8))
-    got = _our_logits(KIT / "dynamic-hadamard" / "artifact", ids)
+    got = _our_logits(conformance_kit / "dynamic-hadamard" / "artifact", ids)
     assert check.check_logits(exp.numpy(), got.numpy())
 
 
@@ -154,13 +154,13 @@ def test_check_rejects_shape_and_nan():
     assert check.check_logits(exp.numpy(), bad.numpy())
 
 
-def test_compressed_tensors_export_through_transformers_conforms(tmp_path):
+def test_compressed_tensors_export_through_transformers_conforms(tmp_path, conformance_kit):
     """The export, loaded by transformers with the compressed-tensors package and nothing else."""
     from transformers import AutoModelForCausalLM
 
     from compress.export import export_artifact
 
-    art = KIT / "static" / "artifact"
+    art = conformance_kit / "static" / "artifact"
     export_artifact(art, "compressed-tensors", tmp_path / "ct")
     hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ct")).eval()
     ids, exp = _expected("static")
@@ -172,15 +172,116 @@ def test_compressed_tensors_export_through_transformers_conforms(tmp_path):
     assert check.check_logits(exp.numpy(), plain.numpy())
 
 
-def test_msmodelslim_export_read_back_conforms(tmp_path):
+def test_msmodelslim_export_read_back_conforms(tmp_path, conformance_kit):
     from compress.export import export_artifact
     from compress.export.msmodelslim_reader import read_msmodelslim
     from compress.memsource import DictSource, DictTensors
     from runtime.model import Llama
     from runtime.quant.binder import QuantBinder
 
-    export_artifact(KIT / "static" / "artifact", "msmodelslim", tmp_path / "ms")
+    export_artifact(conformance_kit / "static" / "artifact", "msmodelslim", tmp_path / "ms")
     cfg, floats, quant = read_msmodelslim(tmp_path / "ms")
     model = Llama(cfg, QuantBinder(DictSource(cfg, floats), DictTensors(quant))).eval()
     ids, exp = _expected("static")
     assert check.check_logits(exp.numpy(), _our_logits(Path(), ids, model=model).numpy()) == []
+
+
+# The repository never holds byte copies of the shared data (../shared): the kit names the files it takes
+# from there (shared_files.json) and materialize.py places them, verified, into a working copy.
+
+def _materialize_module():
+    spec = importlib.util.spec_from_file_location("conformance_materialize", KIT / "materialize.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _committed_files() -> list[Path]:
+    import subprocess
+
+    r = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+    return [REPO / f for f in r.stdout.decode().split("\0") if f and (REPO / f).is_file()]
+
+
+def test_kit_holds_no_copy_of_shared_files(data_dir):
+    from runtime.quant.artifact import read_manifest, sha256_file
+
+    shared = {sha256_file(p): p for p in data_dir.rglob("*") if p.is_file()}
+    assert len(shared) > 10, f"too few shared files under {data_dir} for the check to mean anything"
+    mat = _materialize_module()
+    recorded = {read_manifest(KIT / art)["files"][rel]["sha256"]: f"{art}/{rel}"
+                for art, files in mat.shared_files().items() for rel in files}
+    committed = _committed_files()
+    assert any(p.suffix == ".safetensors" and "conformance" in p.parts for p in committed)
+    copies = [f"{p.relative_to(REPO)} == {shared.get(h) or recorded[h]}" for p in committed
+              if (h := sha256_file(p)) in shared or h in recorded]
+    assert copies == [], "committed byte copies of shared files (reference them instead)"
+
+
+def test_committed_kit_lacks_only_the_shared_files():
+    from runtime.quant.artifact import verify
+
+    for art, files in _materialize_module().shared_files().items():
+        assert verify(KIT / art) == [f"missing file {rel}" for rel in sorted(files)]
+
+
+def test_materialize_places_the_shared_tokenizer(conformance_kit, data_dir):
+    from runtime.quant.artifact import sha256_file
+    from runtime.tokenizer import load_tokenizer
+
+    for name in ("static", "dynamic-hadamard"):
+        tok = conformance_kit / name / "artifact" / "anti_weight" / "tokenizer.model"
+        assert sha256_file(tok) == sha256_file(data_dir / "stories260K" / "tok512.model")
+    # the kit's input ids (scripts/make_conformance_kit.py TEXTS[0]) were made with this tokenizer
+    ids, _ = _expected("static")
+    enc = load_tokenizer(conformance_kit / "static" / "artifact" / "anti_weight").encode(
+        "Once upon a time, there was a little girl named Lily.")
+    assert len(enc) > 10 and ids[0, :len(enc)].tolist() == enc
+
+
+def test_materialize_refuses_missing_shared_data(tmp_path, monkeypatch):
+    from runtime.errors import UserError
+
+    monkeypatch.setenv("LLAMA_COMPRESS_SHARED", str(tmp_path / "nowhere"))  # honoured by shared_dir()
+    with pytest.raises(UserError) as e:
+        _materialize_module().materialize(tmp_path / "kit")
+    assert "tok512.model" in str(e.value) and "LLAMA_COMPRESS_SHARED" in str(e.value)
+    assert not (tmp_path / "kit").exists()
+
+
+def test_materialize_refuses_a_differing_shared_file(tmp_path, data_dir):
+    from runtime.errors import UserError
+
+    fake = tmp_path / "shared" / "data" / "stories260K"
+    fake.mkdir(parents=True)
+    b = bytearray((data_dir / "stories260K" / "tok512.model").read_bytes())
+    b[-1] ^= 1
+    (fake / "tok512.model").write_bytes(bytes(b))
+    with pytest.raises(UserError, match="sha256.*artifact.json records"):
+        _materialize_module().materialize(tmp_path / "kit", shared=tmp_path / "shared")
+    assert not (tmp_path / "kit").exists()
+
+
+def test_standalone_check_needs_no_shared_data(tmp_path):
+    """check.py on the committed kit, with no shared folder and no repository code on the path."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    ids, exp = _expected("static")
+    save_file({"logits": exp.contiguous()}, str(tmp_path / "logits.safetensors"))
+    v = _vectors()
+    save_file({k: v[k] for k in v if k.endswith(".codes")}, str(tmp_path / "codes.safetensors"))
+    env = {k: val for k, val in os.environ.items() if k != "PYTHONPATH"}
+    env["LLAMA_COMPRESS_SHARED"] = str(tmp_path / "nowhere")
+    cmd = [sys.executable, str(KIT / "check.py"), str(KIT / "static"), str(tmp_path / "logits.safetensors"),
+           "--codes", str(tmp_path / "codes.safetensors")]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "conforms" in r.stdout, r.stdout + r.stderr
+    bad = exp.clone()
+    bad[1, 5] += 1.0
+    save_file({"logits": bad.contiguous()}, str(tmp_path / "logits.safetensors"))
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout + r.stderr

@@ -16,8 +16,18 @@ from runtime.errors import UserError
 from runtime.quant.artifact import MANIFEST, open_artifact, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
-STATIC = REPO / "docs" / "conformance" / "static" / "artifact"
-HADAMARD = REPO / "docs" / "conformance" / "dynamic-hadamard" / "artifact"
+
+
+# the kit's artifacts, made complete by tests/conftest.py's conformance_kit (the committed kit has no
+# tokenizer.model: it comes from the shared data folder)
+@pytest.fixture(scope="session")
+def static(conformance_kit) -> Path:
+    return conformance_kit / "static" / "artifact"
+
+
+@pytest.fixture(scope="session")
+def hadamard(conformance_kit) -> Path:
+    return conformance_kit / "dynamic-hadamard" / "artifact"
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -26,20 +36,20 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def ct_dir(tmp_path_factory) -> Path:
+def ct_dir(tmp_path_factory, static) -> Path:
     out = tmp_path_factory.mktemp("ct") / "ct"
-    export_artifact(STATIC, "compressed-tensors", out)
+    export_artifact(static, "compressed-tensors", out)
     return out
 
 
 @pytest.fixture(scope="module")
-def ms_dir(tmp_path_factory) -> Path:
+def ms_dir(tmp_path_factory, static) -> Path:
     out = tmp_path_factory.mktemp("ms") / "ms"
-    export_artifact(STATIC, "msmodelslim", out)
+    export_artifact(static, "msmodelslim", out)
     return out
 
 
-def test_compressed_tensors_config_is_valid_for_the_library(ct_dir):
+def test_compressed_tensors_config_is_valid_for_the_library(ct_dir, static):
     from compressed_tensors.quantization import QuantizationConfig
 
     qc = json.loads((ct_dir / "config.json").read_text())["quantization_config"]
@@ -48,13 +58,13 @@ def test_compressed_tensors_config_is_valid_for_the_library(ct_dir):
     assert (g.weights.num_bits, g.weights.strategy, g.weights.symmetric) == (8, "channel", True)
     ia = g.input_activations
     assert (ia.num_bits, ia.strategy, ia.symmetric, ia.dynamic) == (8, "tensor", False, False)
-    m = open_artifact(STATIC).manifest
+    m = open_artifact(static).manifest
     floats = sorted(k for k, v in m["modules"].items() if v == "float")
     assert floats and sorted(parsed.ignore) == sorted(["lm_head"] + floats)
 
 
-def test_compressed_tensors_tensors_are_ours(ct_dir):
-    art = open_artifact(STATIC)
+def test_compressed_tensors_tensors_are_ours(ct_dir, static):
+    art = open_artifact(static)
     t = _tensors(ct_dir / "model.safetensors")
     n = "model.layers.0.self_attn.q_proj"
     assert t[f"{n}.weight"].dtype == torch.int8 and torch.equal(t[f"{n}.weight"], art.tensor(f"{n}.quant_weight"))
@@ -67,9 +77,9 @@ def test_compressed_tensors_tensors_are_ours(ct_dir):
     assert "model.layers.2.self_attn.q_proj.input_scale" not in t
 
 
-def test_export_is_deterministic(ct_dir, ms_dir, tmp_path):
-    export_artifact(STATIC, "compressed-tensors", tmp_path / "ct")
-    export_artifact(STATIC, "msmodelslim", tmp_path / "ms")
+def test_export_is_deterministic(ct_dir, ms_dir, tmp_path, static):
+    export_artifact(static, "compressed-tensors", tmp_path / "ct")
+    export_artifact(static, "msmodelslim", tmp_path / "ms")
     for a, b in ((ct_dir, tmp_path / "ct"), (ms_dir, tmp_path / "ms")):
         files = sorted(p.name for p in a.iterdir())
         assert files == sorted(p.name for p in b.iterdir())
@@ -81,7 +91,7 @@ def _until_eos(ids: list[int], eos: int) -> list[int]:
     return ids[: ids.index(eos) + 1] if eos in ids else ids
 
 
-def test_transformers_greedy_tokens_equal_runtime_run(ct_dir, tmp_path):
+def test_transformers_greedy_tokens_equal_runtime_run(ct_dir, tmp_path, static):
     """`AutoModelForCausalLM.from_pretrained(DIR)` and nothing else, against `runtime run --quant ART` (fp32)."""
     from transformers import AutoModelForCausalLM
 
@@ -89,10 +99,10 @@ def test_transformers_greedy_tokens_equal_runtime_run(ct_dir, tmp_path):
     from runtime.tokenizer import load_tokenizer
 
     hf = AutoModelForCausalLM.from_pretrained(str(ct_dir)).eval()
-    tok = load_tokenizer(STATIC / "anti_weight")
+    tok = load_tokenizer(static / "anti_weight")
     for i, prompt in enumerate(("Once upon a time", "The little dog")):
         out = tmp_path / f"run{i}.json"
-        r = CliRunner().invoke(runtime_app, ["run", "--quant", str(STATIC), "--prompt", prompt,
+        r = CliRunner().invoke(runtime_app, ["run", "--quant", str(static), "--prompt", prompt,
                                              "--max-new-tokens", "40", "--json", str(out)])
         assert r.exit_code == 0, r.output
         ours = _until_eos(json.loads(out.read_text())["output_ids"][0], tok.eos_id)
@@ -154,11 +164,11 @@ def test_msmodelslim_schema_check_catches_damage(ms_dir, tmp_path):
         read_msmodelslim(d)
 
 
-def test_msmodelslim_arithmetic_equals_ours(ms_dir):
+def test_msmodelslim_arithmetic_equals_ours(ms_dir, static):
     """(x_q @ W^T + quant_bias) * deq_scale, MindIE's formula, equals our (x_q - o) @ W^T * deq_scale."""
     from compress.export.msmodelslim import deq_scale_from_int64
 
-    art = open_artifact(STATIC)
+    art = open_artifact(static)
     t = _tensors(ms_dir / "quant_model_weights.safetensors")
     n = "model.layers.3.mlp.gate_proj"
     w = t[f"{n}.weight"].double()
@@ -171,10 +181,10 @@ def test_msmodelslim_arithmetic_equals_ours(ms_dir):
     assert torch.equal(theirs, ours)
 
 
-def test_msmodelslim_round_trip_gives_our_tensors(ms_dir):
+def test_msmodelslim_round_trip_gives_our_tensors(ms_dir, static):
     from compress.export.msmodelslim_reader import read_msmodelslim
 
-    art = open_artifact(STATIC)
+    art = open_artifact(static)
     _, floats, quant = read_msmodelslim(ms_dir)
     assert set(quant) == set(art.names())
     for name in art.names():
@@ -184,7 +194,7 @@ def test_msmodelslim_round_trip_gives_our_tensors(ms_dir):
         else:
             assert torch.equal(a, b.to(a.dtype)), name
     assert torch.equal(floats["model.embed_tokens.weight"],
-                       _tensors(STATIC / "anti_weight" / "model.safetensors")["model.embed_tokens.weight"])
+                       _tensors(static / "anti_weight" / "model.safetensors")["model.embed_tokens.weight"])
 
 
 def _rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), manifest_update: dict | None = None) -> Path:
@@ -200,16 +210,16 @@ def _rewrite(src: Path, dst: Path, drop: tuple[str, ...] = (), manifest_update: 
 
 
 @pytest.mark.parametrize("fmt", ["compressed-tensors", "msmodelslim"])
-def test_refuses_online_hadamard_naming_module_and_flag(fmt, tmp_path):
+def test_refuses_online_hadamard_naming_module_and_flag(fmt, tmp_path, hadamard):
     with pytest.raises(UserError) as e:
-        export_artifact(HADAMARD, fmt, tmp_path / "x")
+        export_artifact(hadamard, fmt, tmp_path / "x")
     assert "model.layers.0.mlp.down_proj" in str(e.value) and "--hadamard-block 0" in str(e.value)
     assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("fmt", ["compressed-tensors", "msmodelslim"])
-def test_refuses_dynamic_activations(fmt, tmp_path):
-    dyn = _rewrite(STATIC, tmp_path / "dyn", drop=("input_scale.safetensors", "input_offset.safetensors",
+def test_refuses_dynamic_activations(fmt, tmp_path, static):
+    dyn = _rewrite(static, tmp_path / "dyn", drop=("input_scale.safetensors", "input_offset.safetensors",
                                                   "deq_scale.safetensors"))
     with pytest.raises(UserError) as e:
         export_artifact(dyn, fmt, tmp_path / "x")
@@ -217,14 +227,14 @@ def test_refuses_dynamic_activations(fmt, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_refuses_packed_and_cut(tmp_path):
+def test_refuses_packed_and_cut(tmp_path, static):
     from compress.cut import cut
     from compress.pack.artifact import pack_artifact
 
-    pack_artifact(STATIC, tmp_path / "packed", progress=False)
+    pack_artifact(static, tmp_path / "packed", progress=False)
     with pytest.raises(UserError, match="compress unpack"):
         export_artifact(tmp_path / "packed", "compressed-tensors", tmp_path / "x")
-    cut(str(STATIC), 2, tmp_path / "cut", progress=False)
+    cut(str(static), 2, tmp_path / "cut", progress=False)
     with pytest.raises(UserError, match="tensor-parallel cut"):
         export_artifact(tmp_path / "cut", "msmodelslim", tmp_path / "x")
     with pytest.raises(UserError, match="one rank of a tensor-parallel cut"):
@@ -232,9 +242,9 @@ def test_refuses_packed_and_cut(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_refuses_damaged_artifact(tmp_path):
+def test_refuses_damaged_artifact(tmp_path, static):
     d = tmp_path / "d"
-    shutil.copytree(STATIC, d)
+    shutil.copytree(static, d)
     with open(d / "weight_scale.safetensors", "r+b") as f:
         f.seek(-4, 2)
         f.write(b"\0\0\0\0")
@@ -242,19 +252,19 @@ def test_refuses_damaged_artifact(tmp_path):
         export_artifact(d, "msmodelslim", tmp_path / "x")
 
 
-def test_cli_unknown_format_and_existing_out(tmp_path):
-    r = CliRunner().invoke(app, ["export", "--format", "onnx", str(STATIC), "--out", str(tmp_path / "x")])
+def test_cli_unknown_format_and_existing_out(tmp_path, static):
+    r = CliRunner().invoke(app, ["export", "--format", "onnx", str(static), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "unknown export format 'onnx'" in r.output and "compressed-tensors" in r.output
     (tmp_path / "x").mkdir()
-    r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(STATIC), "--out", str(tmp_path / "x")])
+    r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(static), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "already exists" in r.output
-    r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(STATIC), "--out", str(tmp_path / "x"),
+    r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(static), "--out", str(tmp_path / "x"),
                                  "--force"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x" / "quant_model_description.json").is_file()
 
 
-def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
+def test_failure_midway_leaves_nothing(tmp_path, monkeypatch, static):
     from compress.export import shards
 
     def boom(self):
@@ -262,7 +272,7 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shards.ShardWriter, "close", boom)
     with pytest.raises(RuntimeError):
-        export_artifact(STATIC, "compressed-tensors", tmp_path / "x")
+        export_artifact(static, "compressed-tensors", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -279,14 +289,14 @@ def test_shards_with_index(tmp_path):
         assert torch.equal(_tensors(tmp_path / f)[k], torch.full((100,), float(k[1:])))
 
 
-def test_msmodelslim_bf16_model_keeps_float32_deq_scale(tmp_path):
+def test_msmodelslim_bf16_model_keeps_float32_deq_scale(tmp_path, static):
     """msModelSlim's rule: bf16 models store deq_scale as float32, others as its int64 bit pattern."""
     from safetensors.torch import save_file
 
     from compress.export.msmodelslim_reader import check_schema, read_msmodelslim
 
     d = tmp_path / "bf16"
-    shutil.copytree(STATIC, d)
+    shutil.copytree(static, d)
     st = d / "anti_weight" / "model.safetensors"
     save_file({k: v.bfloat16() for k, v in _tensors(st).items()}, str(st), metadata={"format": "pt"})
     m = json.loads((d / MANIFEST).read_text())
@@ -296,7 +306,7 @@ def test_msmodelslim_bf16_model_keeps_float32_deq_scale(tmp_path):
     t = _tensors(tmp_path / "ms" / "quant_model_weights.safetensors")
     n = "model.layers.0.self_attn.v_proj"
     assert t[f"{n}.deq_scale"].dtype == torch.float32
-    assert torch.equal(t[f"{n}.deq_scale"], open_artifact(STATIC).tensor(f"{n}.deq_scale"))
+    assert torch.equal(t[f"{n}.deq_scale"], open_artifact(static).tensor(f"{n}.deq_scale"))
     assert t["model.embed_tokens.weight"].dtype == torch.bfloat16
     assert check_schema(tmp_path / "ms") == []
     _, _, quant = read_msmodelslim(tmp_path / "ms")
