@@ -21,8 +21,10 @@ from .errors import UserError
 # Each lists every other file it covers under "files" (the import marker too), so --force can tell
 # a user's own notes.txt from a file we wrote.
 OWNED_MANIFESTS = {"artifact.json": "llama-compress-artifact", "cut.json": "llama-compress-tp-cut",
-                   "llama-compress-import.json": "llama-compress-import"}
+                   "llama-compress-import.json": "llama-compress-import",
+                   "llama-compress-export.json": "llama-compress-export"}
 IMPORT_MARKER = "llama-compress-import.json"
+EXPORT_MARKER = "llama-compress-export.json"  # compress export's outputs (compress/export/marker.py)
 
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-.*)?$")
 
@@ -111,8 +113,8 @@ def check_out(out: str | Path, overwrite: bool, option: str = "--out") -> Path:
                         f"choose another {option}")
     owned = _owned_files(p)
     if owned is None:
-        raise UserError(f"{p} is not a directory that llama-compress wrote (no artifact.json, cut.json or "
-                        f"{IMPORT_MARKER} of ours): --force replaces only those; choose another {option} "
+        raise UserError(f"{p} is not a directory that llama-compress wrote (no {', '.join(OWNED_MANIFESTS)} "
+                        f"of ours): --force replaces only those; choose another {option} "
                         "or move it away yourself")
     mf, files = owned
     extra = sorted(q.relative_to(p).as_posix() for q in p.rglob("*")

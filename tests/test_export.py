@@ -258,10 +258,19 @@ def test_cli_unknown_format_and_existing_out(tmp_path, static):
     (tmp_path / "x").mkdir()
     r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(static), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "already exists" in r.output
+    # --force replaces only what llama-compress wrote: not a user's directory ...
     r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(static), "--out", str(tmp_path / "x"),
                                  "--force"])
-    assert r.exit_code == 0, r.output
-    assert (tmp_path / "x" / "quant_model_description.json").is_file()
+    assert r.exit_code == 2 and "not a directory that llama-compress wrote" in r.output
+    # ... but an earlier export (its llama-compress-export.json lists every file), in either format
+    y = tmp_path / "y"
+    for fmt in ("msmodelslim", "compressed-tensors", "compressed-tensors"):
+        r = CliRunner().invoke(app, ["export", "--format", fmt, str(static), "--out", str(y), "--force"])
+        assert r.exit_code == 0, r.output
+    assert (y / "config.json").is_file() and not (y / "quant_model_description.json").exists()
+    (y / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(app, ["export", "--format", "msmodelslim", str(static), "--out", str(y), "--force"])
+    assert r.exit_code == 2 and "notes.txt" in r.output and (y / "notes.txt").exists()
 
 
 def test_failure_midway_leaves_nothing(tmp_path, monkeypatch, static):

@@ -36,6 +36,7 @@ import torch
 
 from runtime.atomic import atomic_dir
 
+from .marker import write_export_marker
 from .shards import ShardWriter
 from .source import SHARD_BYTES, ExportSource, refuse_unsupported
 
@@ -99,4 +100,5 @@ def export_msmodelslim(src: ExportSource, out: Path, overwrite: bool = False) ->
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         for f in src.aux_files():
             shutil.copyfile(f, tmp / f.name)
+        write_export_marker(tmp, FORMAT, src.root)  # last: it lists every file written above
     return {"format": FORMAT, "out": str(out), "int8_modules": len(int8), "files": files + [DESCRIPTION]}
