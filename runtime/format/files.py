@@ -13,16 +13,10 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..fingerprint import sha256_file  # noqa: F401  (one checksum for every file we write or resume from)
+
 # fixed safetensors metadata: no timestamps, no host names, so equal inputs give equal bytes
 ST_METADATA = {"format": "pt"}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
