@@ -5,7 +5,6 @@ is JSON with sorted keys (indent 1, trailing newline), so equal inputs give equa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
