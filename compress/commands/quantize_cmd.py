@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
+        skip_memory_check: bool = typer.Option(False, help="run even where the RAM estimate exceeds MemAvailable"),
     ) -> None:
         """Calibrate, smooth, quantize to int8 and write a verified, versioned artifact."""
         import torch
