@@ -66,6 +66,7 @@ class QuantizeOptions:
     # weights of the float-fallback units: "float" (anti_weight/, the source dtype) or "int8" (scheme w8a16:
     # int8 per output channel, inputs still float, so the unit keeps float activations at half the bf16 bytes)
     fallback_weights: str = "float"
+    skip_memory_check: bool = False  # run even where the pre-flight RAM estimate exceeds MemAvailable
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
@@ -259,6 +260,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
 
     check_float_units(opts.float_units, opts.fallback_unit, cfg)
     check_calibration(opts.calib_samples, opts.calib_seq_len, cfg)
+    from .preflight import preflight_quantize  # tokenizer, output, disk, RAM: before the heavy work
+
+    preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, opts, log=log)
 
     log(f"[1/5] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, opts.calib_samples, opts.calib_seq_len, opts.seed)

@@ -52,8 +52,11 @@ def build_model(source: TensorSource, dtype: torch.dtype = torch.float32, device
 
 
 def load_for_run(model: str | None, weights: str | None, tokenizer: str | None, quant: Path | None,
-                 dtype: str, device: str, max_seq_len: int):
-    """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact."""
+                 dtype: str, device: str, max_seq_len: int, batch: int = 1, skip_memory_check: bool = False):
+    """(engine, tokenizer, description) for a float model or, with `quant`, a compressed artifact.
+
+    Before loading, the resident bytes are estimated and a model that cannot fit MemAvailable is refused."""
+    from .run_memory import artifact_modules, artifact_run_bytes, check_run_memory, float_run_bytes
     from .device import parse_dtype, resolve_device
     from .engine import Engine
     from .parallel.load import load_tp, tp_requested
@@ -66,10 +69,17 @@ def load_for_run(model: str | None, weights: str | None, tokenizer: str | None, 
     elif quant is not None:
         from .quant_loading import load_artifact_model  # provided by the W8A8 runtime
 
+        mods = artifact_modules(Path(quant))
+        if mods:
+            cfg = open_source(Path(quant) / "anti_weight").config
+            need, how = artifact_run_bytes(mods, cfg, dt.itemsize, max_seq_len, batch)
+            check_run_memory(need, how, True, dtype, skip_memory_check)
         model_obj, tok, desc = load_artifact_model(Path(quant), dt, dev)
     else:
         ref = resolve_model(model, weights, tokenizer)
         src = open_source(imported_dir(ref))
+        need, how = float_run_bytes(src.config, dt.itemsize, max_seq_len, batch)
+        check_run_memory(need, how, False, dtype, skip_memory_check)
         tok = tokenizer_for(ref, src)
         model_obj = build_model(src, dt, dev)
         desc = f"{ref.name} ({src.path}) {dtype}"

@@ -26,20 +26,19 @@ class Tokenizer:
         return self._decode(list(ids), skip_special)
 
     def save(self, out_dir: Path) -> None:
-        """Write HF tokenizer files into an HF model directory."""
+        """Write the tokenizer files into an HF model directory.
+
+        SentencePiece vocabularies are copied as they are (tokenizer.model, plus the source's
+        tokenizer_config.json / special_tokens_map.json, or minimal ones written here): no
+        transformers converter runs, so a missing optional dependency (protobuf, tiktoken) cannot
+        fail a write at the end of a long compression run. transformers reads tokenizer.model itself.
+        """
         if self.hf is not None:
             self.hf.save_pretrained(str(out_dir))
-        else:  # SentencePiece: keep the .model, and give transformers a tokenizer.json that adds BOS too
-            import shutil
-            import tempfile
+            return
+        from .sp_files import write_sentencepiece_files
 
-            from transformers import LlamaTokenizer
-
-            shutil.copyfile(self.sp_path, Path(out_dir) / "tokenizer.model")
-            with tempfile.TemporaryDirectory() as d:
-                shutil.copyfile(self.sp_path, Path(d) / "tokenizer.model")
-                tok = LlamaTokenizer.from_pretrained(d, add_bos_token=self.bos_id is not None)
-            tok.save_pretrained(str(out_dir))
+        write_sentencepiece_files(self, Path(out_dir))
 
 
 def _from_sentencepiece(path: Path, add_bos: bool = True) -> Tokenizer:
@@ -57,6 +56,7 @@ def _from_sentencepiece(path: Path, add_bos: bool = True) -> Tokenizer:
     t = Tokenizer(enc, dec, sp.vocab_size(), sp.bos_id() if sp.bos_id() >= 0 and add_bos else None,
                   sp.eos_id() if sp.eos_id() >= 0 else None, sp=sp)
     t.sp_path = str(path)
+    t.sp_dir = None
     return t
 
 
@@ -93,6 +93,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             cfg = p / "tokenizer_config.json"
             if cfg.exists() and json.loads(cfg.read_text()).get("add_bos_token") is False:
                 t = _from_sentencepiece(p / "tokenizer.model", add_bos=False)
+            t.sp_dir = str(p)  # its tokenizer_config.json / special_tokens_map.json travel with it on save
             return t
         if (p / "tokenizer.json").exists() or (p / "tokenizer_config.json").exists():
             return _from_hf(AutoTokenizer.from_pretrained(str(p)))

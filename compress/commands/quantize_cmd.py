@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
+        skip_memory_check: bool = typer.Option(False, help="run even where the RAM estimate exceeds MemAvailable"),
     ) -> None:
         """Calibrate, smooth, quantize to int8 and write a verified, versioned artifact."""
         import torch
@@ -80,6 +81,7 @@ def register(app: typer.Typer) -> None:
         calib = apply_common(opts, recipe, disable_level=disable_level, act_method=act_method,
                              calib_samples=calib_samples, calib_seq_len=calib_seq_len, seed=seed,
                              calib_data=calib_data, float_units=units, fallback_unit=fallback_unit)
+        opts.skip_memory_check = skip_memory_check
         hf_dir = imported_dir(ref)
         tok = tokenizer_for(ref, open_source(hf_dir))
         out = out or Path(f"{ref.name}-w8a8-L{opts.disable_level}")

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
+        skip_memory_check: bool = typer.Option(False, help="run even where the RAM estimate exceeds MemAvailable"),
     ) -> None:
         """Prune (calibration-aware), then anti-outlier W8A8: an artifact of the same format as compress quantize."""
         import torch
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
                              calib_data=calib_data,
                              float_units=None if float_layers is None else
                              [str(i) for i in ints(float_layers, "float-layers")])
+        opts.skip_memory_check = skip_memory_check
         pcfg = PruneConfig(sparsity, pattern, method, tuple(ints(dense_layers, "dense-layers")) if dense_layers else (),
                            reconstruct_epochs=reconstruct_epochs, reconstruct_lr=reconstruct_lr)
         if static_down:

@@ -81,6 +81,9 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     check_calibration(qopts.calib_samples, qopts.calib_seq_len, cfg)
     if qopts.disable_level > cfg.num_hidden_layers:
         raise UserError(f"--disable-level L{qopts.disable_level} exceeds the {cfg.num_hidden_layers} decoder layers")
+    from compress.preflight import preflight_quantize  # tokenizer, output, disk, RAM: before the heavy work
+
+    preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, qopts, sparse=True, log=log)
     log(f"[sparse 1/3] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
     big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16  # as compress quantize: 7B+ runs in bf16

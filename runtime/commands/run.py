@@ -16,11 +16,12 @@ from . import apply_threads, user_errors
 
 
 def load_for_run(model: Optional[str], weights: Optional[str], tokenizer: Optional[str], quant: Optional[Path],
-                 dtype: str, device: str, max_seq_len: int):
+                 dtype: str, device: str, max_seq_len: int, batch: int = 1, skip_memory_check: bool = False):
     """(engine, tokenizer, description): runtime.loading.load_for_run (ppl, eval-mmlu and perf import it here)."""
     from ..loading import load_for_run as load
 
-    return load(model, weights, tokenizer, quant, dtype, device, max_seq_len)
+    return load(model, weights, tokenizer, quant, dtype, device, max_seq_len, batch=batch,
+                skip_memory_check=skip_memory_check)
 
 
 def chat_prompt(tok, text: str) -> str:
@@ -71,6 +72,7 @@ def register(app: typer.Typer) -> None:
                                       help="under torchrun: pin each rank to its own cores, one thread per core"),
         performance: bool = typer.Option(False, "--performance", help="the guide's performance mode instead: the "
                                          "latency matrix, with `runtime perf`'s options (see runtime perf --help)"),
+        skip_memory_check: bool = typer.Option(False, help="load even where the RAM estimate exceeds MemAvailable"),
         precision: bool = typer.Option(False, "--precision", help="the guide's precision mode instead: MMLU "
                                        "5-shot, with `runtime eval-mmlu`'s options (see runtime eval-mmlu --help)"),
     ) -> None:
@@ -93,7 +95,8 @@ def register(app: typer.Typer) -> None:
         if bind_cpu:
             pin_cpu()
         apply_threads(threads)
-        engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len)
+        engine, tok, desc = load_for_run(model, weights, tokenizer, quant, dtype, device, max_seq_len,
+                                         batch=len(prompt), skip_memory_check=skip_memory_check)
         ids, mask = encode_batch(tok, prompt, chat)
         sp = SamplingParams(temperature, top_k, top_p, seed)
         engine.generate(ids[:, :1], None, 1, sp)  # warm-up: first-call allocations out of the timing
