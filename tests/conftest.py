@@ -68,6 +68,16 @@ def make_tiny_hf(path: Path, *, heads=4, kv_heads=4, tied=False, layers=2, hidde
 
 
 @pytest.fixture(scope="session")
+def sp_only_hf(tmp_path_factory, data_dir) -> Path:
+    """A tiny random Llama with the LLaMA-2 vocab that ships only `tokenizer.model`, as Meta's checkpoints do."""
+    import shutil
+
+    d = make_tiny_hf(tmp_path_factory.mktemp("sp-only") / "m", vocab=32000)
+    shutil.copyfile(data_dir / "llama2-tokenizer" / "tokenizer.model", d / "tokenizer.model")
+    return d
+
+
+@pytest.fixture(scope="session")
 def stories_hf():
     """stories260K imported once per session as an HF dir, with its tokenizer: the quantization tests' input."""
     from runtime.loaders import open_source

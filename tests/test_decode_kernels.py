@@ -164,7 +164,7 @@ def test_int8_linear_keeps_one_weight_copy_when_memory_is_short(monkeypatch):
     g = torch.Generator().manual_seed(5)
     q, ws = qmath.quantize_weight(torch.randn(64, 128, generator=g) * 0.05)
     parts = [PartParams(q, ws, 0.03, -5.0, torch.randn(64, generator=g) * 0.1)]
-    monkeypatch.setattr(weight_copies, "mem_available", lambda: 10 << 30)
+    monkeypatch.setenv("LLAMA_COMPRESS_MEM_AVAILABLE", str(10 << 30))
     assert weight_copies.plan_for(3 << 30) is True  # 6 GiB of two copies fit 75% of 10 GiB
     assert weight_copies.plan_for(6 << 30) is False
     lin = Int8Linear(parts, (64,), torch.float32, torch.device("cpu"))

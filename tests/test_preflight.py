@@ -17,10 +17,8 @@ def _cli(mod, *args):
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir):
-    d = make_tiny_hf(tmp_path_factory.mktemp("pf") / "m", vocab=32000)
-    shutil.copyfile(data_dir / "llama2-tokenizer" / "tokenizer.model", d / "tokenizer.model")
-    return d
+def ckpt(sp_only_hf):
+    return sp_only_hf
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_tiny_hf
 
 runner = CliRunner()
 
@@ -16,9 +15,8 @@ def _cli(app_mod, *args):
 
 
 @pytest.fixture(scope="module")
-def sp_ckpt(tmp_path_factory, data_dir):
-    d = make_tiny_hf(tmp_path_factory.mktemp("spck") / "m", vocab=32000)
-    shutil.copyfile(data_dir / "llama2-tokenizer" / "tokenizer.model", d / "tokenizer.model")
+def sp_ckpt(sp_only_hf):
+    d = sp_only_hf
     assert not (d / "tokenizer.json").exists() and not (d / "tokenizer_config.json").exists()
     return d
 

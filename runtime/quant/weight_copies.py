@@ -12,21 +12,10 @@ from __future__ import annotations
 
 import os
 
+from .. import memory
 from ..errors import UserError
 
 _keep_copy: bool = True  # a model built without a plan (tests, tiny models) keeps today's fast prefill
-
-
-def mem_available() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes (None where there is no such file)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def plan_for(int8_bytes: int, other_bytes: int = 0) -> bool:
@@ -38,7 +27,7 @@ def plan_for(int8_bytes: int, other_bytes: int = 0) -> bool:
     if mode != "auto":
         _keep_copy = mode == "onednn"
     else:
-        avail = mem_available()
+        avail = memory.mem_available()
         # keep the copy when 2x the int8 bytes plus the rest leave a quarter of free memory untouched
         _keep_copy = avail is None or 2 * int8_bytes + other_bytes <= 0.75 * avail
     return _keep_copy
