@@ -3,9 +3,8 @@
 Before the calibration and smoothing (minutes to hours at 7B) we check that the tokenizer can be
 written, that the output directory can be created, that the disk holds the artifact and that RAM
 holds the plan. The estimates are computed from the model config and describe the CURRENT
-(non-streamed) pipeline, which holds the model several times; they are upper-bound style
-(measured peak RSS vs estimate: 4.35 vs 4.15 GiB for a 2-layer LLaMA-2-7B-shape --no-smooth run here; the
-issue's 4-layer 7B run with sensitivity scores 12.96 GB vs 14.96 GB estimated).
+pipelines: compress quantize streams one layer at a time (compress/stream), compress sparse still
+prunes the whole model in memory. README "Real scale" compares them with measured peaks.
 """
 from __future__ import annotations
 
@@ -57,27 +56,46 @@ def artifact_bytes(cfg: ModelConfig, src_bytes: int, untie: bool) -> int:
 
 def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scoring: bool, gptq: bool,
                         calib_tokens: int) -> tuple[int, str]:
-    """Peak resident bytes of today's run_quantize, and how it was reckoned.
+    """Peak resident bytes of the layer-streamed run_quantize (compress/stream), and how it was reckoned.
 
-    Phase 1 (statistics): the transformers model (bf16 from 7B width x 16 layers on, else fp32) plus the
-    calibration activations of one layer and, with GPTQ, one in x in fp32 matrix per linear group.
-    Phase 2 (smoothing, int8, sensitivity): the source tensors and the transformed float tensors (source
-    dtype, both held), the int8 weights, and for the sensitivity scores a fp32 fake-quant reference
-    model (float weight + fake-quant weight: 8 bytes per linear weight, 4 per other weight).
+    Held at once: the calibration activations entering and leaving the current layer (float32, twice), one
+    decoder layer in the source dtype plus its runtime copy (compute dtype) and int8 copy (+ oneDNN's
+    prepacked one), float32 temporaries of the widest linear group's search (about five copies of its
+    weights), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
+    (embedding and lm_head rotated in float32) and the final write (one anti_weight/ shard of at most
+    2 GiB) are bounded separately. `scoring` no longer changes it: the scores come from the same pass.
     """
+    from runtime.hf_export import SHARD_BYTES
+
     pc = param_counts(cfg)
-    n = pc.total + (pc.embed if untie and not pc.lm_head else 0)
-    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
-    hf_bytes = 2 if big else 4
-    acts = calib_tokens * max(cfg.hidden_size, cfg.intermediate_size) * 4 * 4
-    hess = cfg.num_hidden_layers * (3 * cfg.hidden_size**2 + cfg.intermediate_size**2) * 4 if gptq else 0
-    phase1 = pc.total * hf_bytes + acts + hess
-    phase2 = n * src_bytes * 2 + pc.linears + (pc.linears * 8 + (n - pc.linears) * 4 if scoring else 0) + hess
-    peak = BASE_BYTES + int(max(phase1, phase2) * MARGIN)
-    how = (f"{pc.total / 1e9:.2f} B params: statistics {fmt_bytes(phase1)} (model in "
-           f"{'bf16' if hf_bytes == 2 else 'fp32'}), smoothing+int8{'+sensitivity' if scoring else ''} "
-           f"{fmt_bytes(phase2)}; +10% and {fmt_bytes(BASE_BYTES)} for the process")
+    h, i, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    per_layer = pc.linears // L
+    cb = 2 if cfg.hidden_size * L > 4096 * 16 else 4  # compress/stream/layers.py compute_dtype
+    acts = 2 * calib_tokens * h * 4
+    widest = max(3 * h, 2 * i) * h * 4  # q/k/v or gate/up, float32
+    layer = per_layer * (src_bytes + cb + 2) + 5 * widest + 4 * 512 * i * 4 * 4
+    hess = (3 * h * h + i * i) * 4 * 2 if gptq else 0
+    head = (pc.embed + (pc.lm_head or (pc.embed if untie else 0))) * (src_bytes + 8)
+    write = min(SHARD_BYTES, (pc.total + pc.embed) * src_bytes) + widest
+    work = max(acts + layer + hess, acts + head, write)
+    peak = BASE_BYTES + int(work * MARGIN)
+    how = (f"{pc.total / 1e9:.2f} B params, streamed layer by layer: activations {fmt_bytes(acts)}, one layer's "
+           f"work {fmt_bytes(layer + hess)}; +10% and {fmt_bytes(BASE_BYTES)} for the process")
     return peak, how
+
+
+def sparse_peak_bytes(cfg: ModelConfig, src_bytes: int, calib_tokens: int) -> tuple[int, str]:
+    """Peak resident bytes of `compress sparse`, which still prunes the whole transformers model in memory
+    (bf16 from 7B width x 16 layers on, else fp32) and then holds the pruned tensors (source dtype) while
+    its inner streamed quantize runs."""
+    pc = param_counts(cfg)
+    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
+    hf = pc.total * (2 if big else 4)
+    acts = calib_tokens * max(cfg.hidden_size, cfg.intermediate_size) * 4 * 4
+    held = pc.total * src_bytes
+    peak = BASE_BYTES + int((hf + acts + held) * MARGIN)
+    return peak, (f"{pc.total / 1e9:.2f} B params: the model pruned in memory {fmt_bytes(hf)} and its pruned "
+                  f"tensors {fmt_bytes(held)}; +10% and {fmt_bytes(BASE_BYTES)} for the process")
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -148,14 +166,16 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
     what = "compress sparse" if sparse else "compress quantize"
     held = param_counts(cfg).total * src_bytes if sparse else 0
     check_writable_with_tokenizer(out, tokenizer)
-    disk = artifact_bytes(cfg, src_bytes, untie) + held
-    check_disk(out, disk, "the artifact (int8 linears + anti_weight/ in the source dtype"
-               + (" + the pruned copy)" if sparse else ")"))
-    peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=scoring, gptq=bool(gptq),
-                                    calib_tokens=opts.calib_samples * opts.calib_seq_len)
+    art = artifact_bytes(cfg, src_bytes, untie)
+    # the streamed run's working directory holds every layer's tensors until the artifact is written
+    disk = 2 * art + held
+    check_disk(out, disk, "the artifact (int8 linears + anti_weight/ in the source dtype) and, until it is "
+               "written, the per-layer working copy beside it" + (" + the pruned copy" if sparse else ""))
     if sparse:
-        peak += int(held * MARGIN)
-        how += f"; + {fmt_bytes(held)} of pruned tensors held by compress sparse"
+        peak, how = sparse_peak_bytes(cfg, src_bytes, opts.calib_samples * opts.calib_seq_len)
+    else:
+        peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=scoring, gptq=bool(gptq),
+                                        calib_tokens=opts.calib_samples * opts.calib_seq_len)
     check_memory(peak, how, what, opts.skip_memory_check, log)
     log(f"pre-flight: artifact about {fmt_bytes(disk)} on disk, peak RAM about {fmt_bytes(peak)} ({how})")
     return {"disk": disk, "ram": peak}

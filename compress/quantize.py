@@ -7,6 +7,7 @@ strength and activation range by measured output error, folded into the float mo
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,8 +18,7 @@ import torch
 from runtime.errors import UserError
 from runtime.quant import qmath
 from runtime.format import Producer, producer_version  # noqa: F401  (producer_version re-exported)
-from runtime.quant.artifact import (ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha256_file, write_manifest,
-                                    write_quant_tensors)
+from runtime.quant.artifact import ANTI_DIR, FORMAT_NAME, FORMAT_VERSION, sha256_file, write_manifest
 from runtime.schemes.w8a16 import weight_tensors as w8a16_tensors
 
 from runtime.topology import GROUPS as TOPOLOGY
@@ -111,54 +111,67 @@ def quantize_tensors(tensors: dict[str, torch.Tensor], stats, cfg, opts: Quantiz
 
     res = QuantResult(tensors, {})
     for i in tqdm(range(cfg.num_hidden_layers), desc="smooth+quantize", unit="layer", disable=not progress):
-        for g in ORDER:
-            key_suffix, parts = GROUPS[g]
-            key = f"model.layers.{i}.{key_suffix}"
-            st = stats[key]
-            names = [f"model.layers.{i}.{p}" for p in parts]
-            w = torch.cat([tensors[f"{n}.weight"].float() for n in names], 0)
-            gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
-            rows, wts = st.weighted_rows() if hasattr(st, "weighted_rows") else (st.rows, None)
-            had = hadamard_block_of(opts, w.shape[1]) if g == "down" else None
-            pow2_head = cfg.head_dim & (cfg.head_dim - 1) == 0  # Hadamard blocks are powers of two
-            head_rot = cfg.head_dim if g == "o" and opts.rotate_o and pow2_head else None
-            mode = "dynamic" if g in (opts.dynamic_groups or ()) else opts.act_method
-            ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, mode, opts.alphas,
-                                           opts.range_search, gqa, wts, had or head_rot)
-            if ch.scales is not None:
-                fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
-            if head_rot:
-                fold_head_rotation(tensors, i, cfg.head_dim)
-            if mode == "static":
-                sc, off = qmath.act_params(ch.lo, ch.hi)
-            h = None
-            if opts.gptq and getattr(st, "xtx", None) is not None:
-                # the smoothed input is X / s: its Hessian is H / (s s^T)
-                h = st.xtx.double() if ch.scales is None else \
-                    st.xtx.double() / (ch.scales.double()[:, None] * ch.scales.double()[None, :])
-                if had:  # the rotated input's Hessian: R^T H R
-                    h = qmath.hadamard(qmath.hadamard(h, had).t(), had).double()
-            for n in names:
-                wt = tensors[f"{n}.weight"] if not had else qmath.hadamard(tensors[f"{n}.weight"], had)
-                if h is not None:
-                    q, ws = gptq_quantize(wt, h)
-                else:
-                    q, ws = qmath.quantize_weight(wt)
-                if had:
-                    res.quant_tensors[f"{n}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
-                res.quant_tensors[f"{n}.quant_weight"] = q
-                res.quant_tensors[f"{n}.weight_scale"] = ws
-                if mode == "static":
-                    res.quant_tensors[f"{n}.input_scale"] = torch.tensor([sc], dtype=torch.float32)
-                    res.quant_tensors[f"{n}.input_offset"] = torch.tensor([off], dtype=torch.float32)
-                    res.quant_tensors[f"{n}.deq_scale"] = (ws * sc).float()
-                res.quant_tensors[f"{n}.fp_bias"] = torch.zeros(q.shape[0], dtype=torch.float32)
-            raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
-            res.choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
-                                "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range,
-                                "weights": "gptq" if h is not None else "rtn", "hadamard": had or 0,
-                                "act_method": mode}
+        q, ch = quantize_layer(tensors, i, stats, cfg, opts)
+        res.quant_tensors.update(q)
+        res.choices.update(ch)
     return res
+
+
+def quantize_layer(tensors: dict[str, torch.Tensor], i: int, stats, cfg,
+                   opts: QuantizeOptions) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Decoder layer i: per group (in ORDER) the smoothing strength and range by measured output error,
+    folded into `tensors` in place; returns (the layer's int8 artifact tensors, its choices by group key).
+    Reads only layer i's tensors and statistics, so the streamed pipeline calls it one layer at a time."""
+    quant: dict[str, torch.Tensor] = {}
+    choices: dict[str, dict[str, Any]] = {}
+    for g in ORDER:
+        key_suffix, parts = GROUPS[g]
+        key = f"model.layers.{i}.{key_suffix}"
+        st = stats[key]
+        names = [f"model.layers.{i}.{p}" for p in parts]
+        w = torch.cat([tensors[f"{n}.weight"].float() for n in names], 0)
+        gqa = (cfg.num_attention_heads, cfg.num_key_value_heads) if g == "o" else None
+        rows, wts = st.weighted_rows() if hasattr(st, "weighted_rows") else (st.rows, None)
+        had = hadamard_block_of(opts, w.shape[1]) if g == "down" else None
+        pow2_head = cfg.head_dim & (cfg.head_dim - 1) == 0  # Hadamard blocks are powers of two
+        head_rot = cfg.head_dim if g == "o" and opts.rotate_o and pow2_head else None
+        mode = "dynamic" if g in (opts.dynamic_groups or ()) else opts.act_method
+        ch: GroupChoice = search_group(rows, w, st.ch_min, st.ch_max, mode, opts.alphas,
+                                       opts.range_search, gqa, wts, had or head_rot)
+        if ch.scales is not None:
+            fold_group(tensors, i, g, ch.scales, cfg.num_attention_heads, cfg.num_key_value_heads)
+        if head_rot:
+            fold_head_rotation(tensors, i, cfg.head_dim)
+        if mode == "static":
+            sc, off = qmath.act_params(ch.lo, ch.hi)
+        h = None
+        if opts.gptq and getattr(st, "xtx", None) is not None:
+            # the smoothed input is X / s: its Hessian is H / (s s^T)
+            h = st.xtx.double() if ch.scales is None else \
+                st.xtx.double() / (ch.scales.double()[:, None] * ch.scales.double()[None, :])
+            if had:  # the rotated input's Hessian: R^T H R
+                h = qmath.hadamard(qmath.hadamard(h, had).t(), had).double()
+        for n in names:
+            wt = tensors[f"{n}.weight"] if not had else qmath.hadamard_offline(tensors[f"{n}.weight"], had)
+            if h is not None:
+                q, ws = gptq_quantize(wt, h)
+            else:
+                q, ws = qmath.quantize_weight(wt)
+            if had:
+                quant[f"{n}.input_hadamard"] = torch.tensor([had], dtype=torch.int32)
+            quant[f"{n}.quant_weight"] = q
+            quant[f"{n}.weight_scale"] = ws
+            if mode == "static":
+                quant[f"{n}.input_scale"] = torch.tensor([sc], dtype=torch.float32)
+                quant[f"{n}.input_offset"] = torch.tensor([off], dtype=torch.float32)
+                quant[f"{n}.deq_scale"] = (ws * sc).float()
+            quant[f"{n}.fp_bias"] = torch.zeros(q.shape[0], dtype=torch.float32)
+        raw_range = float(torch.maximum(st.ch_max.abs(), st.ch_min.abs()).max())
+        choices[key] = {"group": list(parts), "alpha": ch.alpha, "range": [ch.lo, ch.hi],
+                         "rel_err": ch.err, "rel_err_minmax": ch.err_minmax, "act_absmax": raw_range,
+                         "weights": "gptq" if h is not None else "rtn", "hadamard": had or 0,
+                         "act_method": mode}
+    return quant, choices
 
 
 def hadamard_block_of(opts: QuantizeOptions, in_features: int) -> int | None:
@@ -226,8 +239,17 @@ def source_checksum(hf_dir: Path) -> str:
     return h.hexdigest()
 
 
-def scheme_names(cfg, art_tensors: dict[str, torch.Tensor], fmods: set[str], fallback_weights: str) -> dict[str, str]:
-    """The manifest's `schemes`: every decoder linear's scheme (runtime/schemes)."""
+def _group_key(module: str) -> str:
+    """'model.layers.3.self_attn.k_proj' -> 'model.layers.3.self_attn.q_proj' (its group's key)."""
+    from runtime.topology import group_of_part
+
+    pre, part = module.rsplit(".", 1)
+    return f"{pre}.{group_of_part(part).parts[0]}"
+
+
+def scheme_names(cfg, art_tensors, fmods: set[str], fallback_weights: str) -> dict[str, str]:
+    """The manifest's `schemes`: every decoder linear's scheme (runtime/schemes). art_tensors: the artifact's
+    tensor names (a dict of them or a set)."""
     def one(n: str) -> str:
         if n in fmods:
             return "w8a16" if fallback_weights == "int8" else "float"
@@ -237,16 +259,19 @@ def scheme_names(cfg, art_tensors: dict[str, torch.Tensor], fmods: set[str], fal
 
 
 def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: Path, opts: QuantizeOptions,
-                 overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
-    """The whole stage; returns the manifest written to `out`/artifact.json."""
+                 overwrite: bool = False, progress: bool = True, log=print, after_layer=None) -> dict[str, Any]:
+    """The whole stage, streamed layer by layer (compress/stream); returns the manifest written to
+    `out`/artifact.json. A killed run resumes from its last finished layer when run again (after_layer:
+    see stream_quantize)."""
     from calibration.data import build_calibration
-    from calibration.stats import collect_stats, load_hf_model
     from runtime.atomic import atomic_dir, check_out
     from runtime.hf_export import export_hf_dir
-    from runtime.loaders import open_source, weight_names
+    from runtime.loaders import open_source
 
-    from .memsource import DictSource
-    from .sensitivity import choose, score_units
+    from .sensitivity import choose
+    from .stream.assemble import WorkSource, layer_float_weights, write_kind_files
+    from .stream.pipeline import SCORE, stream_quantize
+    from .stream.workdir import WorkDir
 
     opts.check()
     t0 = time.time()
@@ -260,59 +285,54 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
 
     check_float_units(opts.float_units, opts.fallback_unit, cfg)
     check_calibration(opts.calib_samples, opts.calib_seq_len, cfg)
+    if opts.gptq is None:
+        opts.gptq = gptq_fits(cfg)
     from .preflight import preflight_quantize  # tokenizer, output, disk, RAM: before the heavy work
 
     preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, opts, log=log)
 
-    log(f"[1/5] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
+    log(f"[1/4] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, opts.calib_samples, opts.calib_seq_len, opts.seed)
-    log("[2/5] activation statistics (transformers forward with hooks)")
-    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
-    hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)
-    if opts.rotate_residual:  # statistics must be those of the rotated model
-        from .rotate import rotate_hf_in_place
-
-        rotate_hf_in_place(hf, cfg, opts.seed)
-    if opts.gptq is None:
-        opts.gptq = gptq_fits(cfg)
-    stats = collect_stats(hf, calib.samples, opts.max_rows, opts.seed, progress, hessian=opts.gptq)
-    del hf  # only one copy of the model is held at a time (LLaMA-2-7B in 24 GiB)
-    log("[3/5] smoothing + int8 (per group: strength and range by measured output error)")
-    names = weight_names(cfg)
-    src_dtype = src.get(names[0]).dtype
-    tensors = {n: src.get(n).clone() for n in names}
-    rotation = None
-    if opts.rotate_residual:  # the same (seeded) rotation, now on the source-dtype tensors
-        from .rotate import rotate_residual
-
-        tensors, cfg, rotation = rotate_residual(tensors, cfg, opts.seed)  # cfg: untied embeddings
-    res = quantize_tensors(tensors, stats, cfg, opts, progress)
-    log(f"[4/5] float fallback: {opts.fallback_unit} units, disable level L{opts.disable_level}")
-    scores: dict[str, float] = {}
+    src_dtype = src.get("model.norm.weight").dtype
+    src_sha = source_checksum(hf_dir)
+    fingerprint = {"source_sha256": src_sha, "tokens_sha256": calib.tokens_sha256,
+                   "options": {k: v for k, v in asdict(opts).items() if k != "skip_memory_check"},
+                   "producer": Producer.current().to_dict()}
+    work = WorkDir(out, json.loads(json.dumps(fingerprint, default=list)), log=lambda s: log("    " + s))
+    fixed = {int(u) for u in opts.float_units} if opts.float_units is not None and opts.fallback_unit == "layer" \
+        else set()
+    log("[2/4] layer by layer: float statistics, smoothing + int8 (per group: strength and range by measured "
+        "output error), int8 outputs feed the next layer")
+    res = stream_quantize(src, cfg, calib.samples, opts, work, fixed, progress, log, after_layer)
+    cfg = res.config
+    rotation = res.rotation
+    if res.seconds:
+        log("    seconds in this process: " + ", ".join(f"{k} {v:.0f}" for k, v in res.seconds.items())
+            + (f" (resumed at layer {res.resumed_from})" if res.resumed_from else ""))
+    log(f"[3/4] float fallback: {opts.fallback_unit} units, disable level L{opts.disable_level}")
+    scores: dict[str, float] = res.scores
     if opts.rank_by == "range":
-        scores = range_scores(res, opts.fallback_unit)
-    elif opts.disable_level > 0 or opts.float_units is None:
-        model = reference_model(cfg, res, opts.fallback_unit == "linear")
-        sens = calib.samples[: max(1, opts.sens_samples)]
-        scores = score_units(model, sens, opts.fallback_unit, progress)
-        del model
+        scores = range_scores(QuantResult({}, {}, res.choices), opts.fallback_unit)
     if opts.float_units is not None:
         float_units = sorted(set(str(u) for u in opts.float_units), key=lambda u: (len(u), u))
     else:
         float_units = choose(scores, opts.disable_level)
     fmods = float_modules_of(float_units, opts.fallback_unit, cfg)
-    art_tensors = keep_only(res, fmods)
+    extra: dict[str, torch.Tensor] = {}
     if opts.fallback_weights == "int8":  # W8A16 float-fallback units: int8 weights of the float weight, and
         # down_proj's online rotation where the method has one (its outlier weights need it as much as W8A8's)
         had_down = hadamard_block_of(opts, cfg.intermediate_size)
-        for n in sorted(fmods):
+        for n, w in layer_float_weights(work, sorted(fmods)).items():
             had = had_down if n.endswith(".mlp.down_proj") else None
-            art_tensors.update(w8a16_tensors(n, res.float_tensors[f"{n}.weight"], had))
-    log(f"[5/5] writing {out}")
+            extra.update(w8a16_tensors(n, w, had))
+    # the names scheme_names reads: static W8A8 modules are those with an input_scale
+    art_kinds = {f"{m}.input_scale" for m in module_names(cfg)
+                 if m not in fmods and res.choices[_group_key(m)]["act_method"] == "static"}
+    log(f"[4/4] writing {out}")
     manifest = {
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
         "producer": Producer.current().to_dict(),
-        "source": {"name": model_name, "path": str(hf_dir), "sha256": source_checksum(hf_dir),
+        "source": {"name": model_name, "path": str(hf_dir), "sha256": src_sha,
                    "config": src.config.to_hf(), "dtype": str(src_dtype).removeprefix("torch.")},
         "method": {
             "name": "anti-outlier-w8a8",
@@ -336,6 +356,7 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
             if opts.hadamard_down != 0 else "off",
             "lm_head": "float",
             "groups": {k: {kk: vv for kk, vv in v.items()} for k, v in sorted(res.choices.items())},
+            "pipeline": "layer-streamed: each layer calibrated on the int8 outputs of the layers before it",
         },
         "calibration": {"kind": calib.source, "path": calib.path, "files_sha256": calib.sha256,
                         "tokens_sha256": calib.tokens_sha256, "samples": opts.calib_samples,
@@ -343,20 +364,20 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         "fallback": {"unit": opts.fallback_unit, "disable_level": f"L{len(float_units)}",
                      "float_units": [int(u) if u.isdigit() else u for u in float_units],
                      "chosen_by": "manual" if opts.float_units is not None else opts.rank_by,
-                     "score": ("mean KL(float || only this unit quantized) over "
-                               f"{opts.sens_samples} calibration samples") if opts.rank_by == "error"
-                     else "max |activation| of the unit's inputs",
+                     "score": SCORE[opts.fallback_unit].format(n=max(1, min(opts.sens_samples, opts.calib_samples)))
+                     if opts.rank_by == "error" else "max |activation| of the unit's inputs",
                      "scores": {u: scores[u] for u in sorted(scores, key=lambda u: (len(u), u))},
                      "weights": "float" if opts.fallback_weights == "float" else
                      "int8 per output channel, float activations (scheme w8a16)"},
         "modules": {n: ("float" if n in fmods else "int8") for n in module_names(cfg)},
-        "schemes": scheme_names(cfg, art_tensors, fmods, opts.fallback_weights),
+        "schemes": scheme_names(cfg, art_kinds, fmods, opts.fallback_weights),
         "tensor_parallel": None,
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        export_hf_dir(DictSource(cfg, res.float_tensors), tokenizer, tmp / ANTI_DIR, dtype=src_dtype)
-        write_quant_tensors(tmp, art_tensors)
+        export_hf_dir(WorkSource(cfg, work), tokenizer, tmp / ANTI_DIR, dtype=src_dtype)
+        write_kind_files(tmp, work, cfg.num_hidden_layers, fmods, extra)
         manifest = write_manifest(tmp, manifest)
+    work.remove()
     size = sum(f["bytes"] for f in manifest["files"].values())
     manifest["_summary"] = {"seconds": time.time() - t0, "bytes": size,
                             "int8_modules": sum(1 for v in manifest["modules"].values() if v == "int8"),

@@ -31,7 +31,7 @@ class ResidualRotation:
 
     def right(self, w: torch.Tensor) -> torch.Tensor:
         """w Q for rows of w living in the residual space (float32)."""
-        return qmath.hadamard(w.float() * self.signs, self.block)
+        return qmath.hadamard_offline(w.float() * self.signs, self.block)
 
     def left_t(self, w: torch.Tensor) -> torch.Tensor:
         """Q^T w for a weight [hidden, in] whose OUTPUT is the residual."""
@@ -57,24 +57,37 @@ def rotate_residual(tensors: dict[str, torch.Tensor], cfg, seed: int = 0,
     if store is None:
         store = tensors.__setitem__
     rot = make_rotation(cfg.hidden_size, seed)
+    rotate_ends(tensors, rot, store)
+    for i in range(cfg.num_hidden_layers):
+        rotate_layer(tensors, i, rot, store)
+    return tensors, dataclasses.replace(cfg, tie_word_embeddings=False), rot
+
+
+def rotate_ends(tensors: dict[str, torch.Tensor], rot: ResidualRotation,
+                store: Callable[[str, torch.Tensor], None]) -> None:
+    """The embedding (E Q), the final norm folded into lm_head (W diag(g) Q, untied) and set to 1."""
     emb = tensors["model.embed_tokens.weight"]
     g_final = tensors["model.norm.weight"]
     head = tensors.get("lm_head.weight", emb)
     store("lm_head.weight", rot.right(head.float() * g_final.float()).to(head.dtype))
     store("model.embed_tokens.weight", rot.right(emb.float()).to(emb.dtype))
     store("model.norm.weight", torch.ones_like(g_final))
-    for i in range(cfg.num_hidden_layers):
-        p = f"model.layers.{i}"
-        for norm, readers in ((g.input_norm, g.part_paths()) for g in GROUPS if g.input_norm):
-            g = tensors[f"{p}.{norm}.weight"]
-            for r in readers:
-                w = tensors[f"{p}.{r}.weight"]
-                store(f"{p}.{r}.weight", rot.right(w.float() * g.float()).to(w.dtype))
-            store(f"{p}.{norm}.weight", torch.ones_like(g))
-        for w in (pp for g in GROUPS if g.parallel == "row" for pp in g.part_paths()):  # the residual writers
-            t = tensors[f"{p}.{w}.weight"]
-            store(f"{p}.{w}.weight", rot.left_t(t).to(t.dtype))
-    return tensors, dataclasses.replace(cfg, tie_word_embeddings=False), rot
+
+
+def rotate_layer(tensors: dict[str, torch.Tensor], i: int, rot: ResidualRotation,
+                 store: Callable[[str, torch.Tensor], None]) -> None:
+    """Decoder layer i: norms folded into the residual readers (W diag(g) Q), the writers become Q^T W.
+    Only layer i's tensors are read, so the streamed pipeline rotates one layer at a time."""
+    p = f"model.layers.{i}"
+    for norm, readers in ((g.input_norm, g.part_paths()) for g in GROUPS if g.input_norm):
+        g = tensors[f"{p}.{norm}.weight"]
+        for r in readers:
+            w = tensors[f"{p}.{r}.weight"]
+            store(f"{p}.{r}.weight", rot.right(w.float() * g.float()).to(w.dtype))
+        store(f"{p}.{norm}.weight", torch.ones_like(g))
+    for w in (pp for g in GROUPS if g.parallel == "row" for pp in g.part_paths()):  # the residual writers
+        t = tensors[f"{p}.{w}.weight"]
+        store(f"{p}.{w}.weight", rot.left_t(t).to(t.dtype))
 
 
 def rotate_hf_in_place(hf_model, cfg, seed: int = 0) -> None:

@@ -70,12 +70,12 @@ def fold_head_rotation(tensors: dict[str, torch.Tensor], layer: int, head_dim: i
     of two), in place and exactly: v_proj rows of each kv head become H v, o_proj's input columns of each
     query head W_o H. Attention mixes whole v vectors, so every query head sees H-rotated values, and
     H H = I undoes it inside o_proj. o_proj's int8 input is then the rotated one (outliers spread)."""
-    from runtime.quant.qmath import hadamard
+    from runtime.quant.qmath import hadamard_offline
 
     p = f"model.layers.{layer}.self_attn"
     v, o = f"{p}.v_proj.weight", f"{p}.o_proj.weight"
     vw = tensors[v]
     # rows of one head: hadamard acts on the last dim, so rotate the transposed head blocks
     vt = vw.float().view(-1, head_dim, vw.shape[1]).transpose(1, 2)  # [kv, hidden, hd]
-    tensors[v] = hadamard(vt, head_dim).transpose(1, 2).reshape(vw.shape).to(vw.dtype).contiguous()
-    tensors[o] = hadamard(tensors[o].float(), head_dim).to(tensors[o].dtype).contiguous()
+    tensors[v] = hadamard_offline(vt, head_dim).transpose(1, 2).reshape(vw.shape).to(vw.dtype).contiguous()
+    tensors[o] = hadamard_offline(tensors[o].float(), head_dim).to(tensors[o].dtype).contiguous()

@@ -74,6 +74,11 @@ class HFDirSource(TensorSource):
             self._handles[f] = safe_open(str(f), framework="pt")
         return self._handles[f].get_tensor(name)
 
+    def release(self) -> None:
+        """Close the file handles (and their memory maps): a streamed stage calls it after each layer, so the
+        pages it read do not stay mapped, and counted in its resident memory, for the rest of the run."""
+        self._handles.clear()
+
     def tokenizer_path(self) -> Path | None:
         for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"):
             if (self.path / n).exists():
