@@ -38,7 +38,8 @@ def cpu_model() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", default="quantize", choices=["quantize", "sparse"])
-    ap.add_argument("--model", required=True, help="checkpoint directory")
+    ap.add_argument("--model", required=True, help="checkpoint directory, or a preset (7b, 13b) with --weights")
+    ap.add_argument("--weights", help="the preset's weights directory (its recipe is used)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="append the result here (JSON lines)")
@@ -49,14 +50,15 @@ def main() -> None:
         sys.exit("GNU time (/usr/bin/time) is needed for the peak resident memory: apt-get install time")
     rest = a.rest[1:] if a.rest[:1] == ["--"] else a.rest
     exe = Path(sys.executable).with_name("compress")
-    cmd = [str(exe), a.stage, "--model", a.model, "--out", str(a.out), "--threads", str(a.threads), "--force", *rest]
+    cmd = [str(exe), a.stage, "--model", a.model, *(["--weights", a.weights] if a.weights else []), "--out", str(a.out),
+           "--threads", str(a.threads), "--force", *rest]
     t0 = time.time()
     p = subprocess.run([gnu_time, "-v", *cmd], stderr=subprocess.PIPE, text=True)
     wall = time.time() - t0
     err = p.stderr
     sys.stderr.write(err[-4000:])
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
-    cfg = json.loads((Path(a.model) / "config.json").read_text())
+    cfg = json.loads((Path(a.weights or a.model) / "config.json").read_text())
     res = {"stage": a.stage, "command": " ".join(cmd[1:]), "exit": p.returncode, "layers": cfg["num_hidden_layers"],
            "hidden": cfg["hidden_size"], "wall_s": round(wall, 1),
            "peak_rss_gib": round(int(m.group(1)) * 1024 / 2**30, 3) if m else None, "cpu": cpu_model(),

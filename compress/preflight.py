@@ -177,5 +177,6 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
         peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=scoring, gptq=bool(gptq),
                                         calib_tokens=opts.calib_samples * opts.calib_seq_len)
     check_memory(peak, how, what, opts.skip_memory_check, log)
-    log(f"pre-flight: artifact about {fmt_bytes(disk)} on disk, peak RAM about {fmt_bytes(peak)} ({how})")
+    log(f"pre-flight: about {fmt_bytes(disk)} of disk (artifact {fmt_bytes(art)} + the working copy"
+        f"{' + the pruned copy' if sparse else ''}), peak RAM about {fmt_bytes(peak)} ({how})")
     return {"disk": disk, "ram": peak}

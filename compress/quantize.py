@@ -303,7 +303,11 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         else set()
     log("[2/4] layer by layer: float statistics, smoothing + int8 (per group: strength and range by measured "
         "output error), int8 outputs feed the next layer")
-    res = stream_quantize(src, cfg, calib.samples, opts, work, fixed, progress, log, after_layer)
+    try:
+        res = stream_quantize(src, cfg, calib.samples, opts, work, fixed, progress, log, after_layer)
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted: the finished layers are kept in {work.path}; run the same command again "
+                        "to continue from the last finished layer") from None
     cfg = res.config
     rotation = res.rotation
     if res.seconds:
@@ -374,7 +378,8 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         "tensor_parallel": None,
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        export_hf_dir(WorkSource(cfg, work), tokenizer, tmp / ANTI_DIR, dtype=src_dtype)
+        export_hf_dir(WorkSource(cfg, work), tokenizer, tmp / ANTI_DIR, dtype=src_dtype, progress=progress)
+        log("    int8 tensor files, then the sha256 of every file")
         write_kind_files(tmp, work, cfg.num_hidden_layers, fmods, extra)
         manifest = write_manifest(tmp, manifest)
     work.remove()
