@@ -13,6 +13,7 @@ import os
 import torch
 
 from . import cpu
+from .decode_ops_src import OPS_FUNCTIONS, OPS_SRC
 from .decode_src import FUNCTIONS, SRC
 
 # The AVX-512 kernels take up to 8 rows, but the linears send them only up to AVX_MAX_M: measured on an Intel
@@ -39,7 +40,7 @@ def _load():
         from .build import build_extension
 
         # the per-function target attributes carry the ISA; no -march=native, no fast-math, no FMA contraction
-        mod = build_extension("lc_decode", SRC, FUNCTIONS, label="decode GEMV",
+        mod = build_extension("lc_decode", SRC + OPS_SRC, FUNCTIONS + OPS_FUNCTIONS, label="decode GEMV",
                               cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math"], ldflags=["-fopenmp"])
         return mod, None
     except Exception as e:  # no compiler, no headers: fall back, say why
@@ -137,3 +138,26 @@ def quantize_u8(x: torch.Tensor, kp: int, scale: float | None, offset: float | N
     q, s, zp = module().quantize_u8(x, kp, dyn, 0.0 if dyn else float(scale), 0.0 if dyn else float(offset),
                                     int(hadamard or 0))
     return q, s, zp
+
+
+# ---------------------------------------------------------------- fused decode-step ops (decode_ops_src.py)
+def ops_reason() -> str | None:
+    """None when the fused bf16 decode ops (RMSNorm, SiLU·mul, RoPE + cache + attention) run here."""
+    return _reason(BASE_FLAGS)
+
+
+def rms_norm_bf16(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF LlamaRMSNorm's bf16 arithmetic in one call (contiguous bf16 x [..., K], w [K])."""
+    return module().rms_norm_bf16(x, w, eps)
+
+
+def silu_mul_bf16(gu: torch.Tensor, f: int) -> torch.Tensor:
+    """[..., 2f] gate|up -> silu(gate) * up, rounded as F.silu(g) * u rounds in bf16."""
+    return module().silu_mul_bf16(gu, f)
+
+
+def attn_decode_bf16(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+                     v_cache: torch.Tensor, n_heads: int, pos: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """One token per row: RoPE on q/k, k/v into the caches at pos, GQA attention over positions <= pos.
+    qkv [B, 1, H + 2 Hkv, hd]; cos/sin [B, hd] (sin sign-folded); mask bool [B, pos + 1] or None -> [B, 1, H * hd]."""
+    return module().attn_decode_bf16(qkv, cos, sin, k_cache, v_cache, n_heads, pos, mask)
