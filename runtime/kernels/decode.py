@@ -142,7 +142,10 @@ def quantize_u8(x: torch.Tensor, kp: int, scale: float | None, offset: float | N
 
 # ---------------------------------------------------------------- fused decode-step ops (decode_ops_src.py)
 def ops_reason() -> str | None:
-    """None when the fused bf16 decode ops (RMSNorm, SiLU·mul, RoPE + cache + attention) run here."""
+    """None when the fused bf16 decode ops (RMSNorm, SiLU·mul, RoPE + cache + attention) run here;
+    LLAMA_COMPRESS_FUSED_OPS=off turns them off alone (the eager ops run)."""
+    if os.environ.get("LLAMA_COMPRESS_FUSED_OPS", "on").lower() in ("off", "0", "no", "false"):
+        return "LLAMA_COMPRESS_FUSED_OPS=off"
     return _reason(BASE_FLAGS)
 
 
