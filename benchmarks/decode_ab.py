@@ -17,7 +17,15 @@ import torch
 
 
 def build(args, kernels: bool):
-    os.environ["LLAMA_COMPRESS_KERNELS"] = "on" if kernels else "off"
+    """A: the defaults; B: LLAMA_COMPRESS_KERNELS=off, or the settings of --b-env (e.g. LLAMA_COMPRESS_AMX=off)."""
+    for kv in args.b_env:
+        k, v = kv.split("=", 1)
+        if kernels:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    if not args.b_env:
+        os.environ["LLAMA_COMPRESS_KERNELS"] = "on" if kernels else "off"
     from runtime.engine import Engine
     from runtime.loading import build_model
 
@@ -51,14 +59,18 @@ def main() -> None:
     ap.add_argument("--seq-out", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--b-env", action="append", default=[],
+                    help="VAR=VALUE set for B only (repeatable); default B is LLAMA_COMPRESS_KERNELS=off")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from runtime.kernels.paths import describe_decode_paths
     from runtime.perf.membw import read_bandwidth_bytes
     from runtime.perf.roofline import decode_bytes
 
-    engines = {"kernels": build(a, True), "oneDNN": build(a, False)}
+    engines = {"kernels": build(a, True), ("B " + ",".join(a.b_env) if a.b_env else "oneDNN"): build(a, False)}
     os.environ["LLAMA_COMPRESS_KERNELS"] = "on"
+    for kv in a.b_env:
+        os.environ.pop(kv.split("=", 1)[0], None)
     ids = torch.randint(3, 1000, (a.batch, a.seq_in), generator=torch.Generator().manual_seed(0))
     for e in engines.values():
         e.generate(ids[:, :8], None, 3, ignore_eos=True)  # warm-up
@@ -81,7 +93,7 @@ def main() -> None:
           f"floor {floor:.1f} ms; load {os.getloadavg()[0]:.1f}")
     for k, e in engines.items():
         m = statistics.median(ms[k])
-        print(f"  {k:8s} {m:8.1f} ms/token ({min(ms[k]):.1f}-{max(ms[k]):.1f})  {100 * floor / m:5.1f}% of floor  "
+        print(f"  {k:30s} {m:8.1f} ms/token ({min(ms[k]):.1f}-{max(ms[k]):.1f})  {100 * floor / m:5.1f}% of floor  "
               f"{a.batch * 1e3 / m:6.1f} tok/s  prefill {statistics.median(first[k]):.0f} ms  "
               f"[{describe_decode_paths(e.model)}]")
 

@@ -1,4 +1,4 @@
-"""Decode GEMV kernels against torch/oneDNN at LLaMA-2-7B shapes: GB/s of weights read per call, A/B interleaved.
+"""Decode GEMV kernels (AMX and AVX-512 paths, forced) against torch/oneDNN at LLaMA-2-7B shapes: GB/s of weights read per call, A/B interleaved.
 
     PYTHONPATH=. python benchmarks/decode_kernels.py [--m 1,8] [--rounds 5]
 
@@ -52,14 +52,21 @@ def main() -> None:
             i[0] = (i[0] + 1) % copies
             return i[0]
 
+        amx_ok = decode.amx_reason() is None
         ops = {
-            "bf16 kernel": (lambda: decode.bf16_gemv(xb, wb[nxt()], None, True), N * K * 2),
+            "bf16 kernel, AMX": (lambda: decode.bf16_gemv(xb, wb[nxt()], None, True, amx=True), N * K * 2),
+            "bf16 kernel, AVX-512": (lambda: decode.bf16_gemv(xb, wb[nxt()], None, True, amx=False), N * K * 2),
             "bf16 oneDNN packed": (lambda: torch.ops.mkldnn._linear_pointwise(xb, wpk[nxt()], None, "none", [], ""), N * K * 2),
             "bf16 F.linear plain": (lambda: torch.nn.functional.linear(xb, wb[nxt()]), N * K * 2),
-            "int8 kernel (quantize+gemv)": (lambda: decode.int8_linear(xb, wq[nxt()], rs[i[0]], ws, None, 0.05, -3.0, None, True), N * K),
+            "int8 kernel, AMX": (lambda: decode.int8_linear(xb, wq[nxt()], rs[i[0]], ws, None, 0.05, -3.0, None, True, amx=True), N * K),
+            "int8 kernel, AVX-512": (lambda: decode.int8_linear(xb, wq[nxt()], rs[i[0]], ws, None, 0.05, -3.0, None, True, amx=False), N * K),
             "int8 oneDNN u8s8": (lambda: torch.ops.onednn.qlinear_pointwise(xu, 0.05, 125, wqp[nxt()], ws, zp, None, 1.0, 0,
                                                                                torch.bfloat16, "none", [], ""), N * K),
         }
+        if not amx_ok:
+            ops = {k: v for k, v in ops.items() if "AMX" not in k}
+        if M > 8:
+            ops = {k: v for k, v in ops.items() if "AVX-512" not in k}
         res = {k: [] for k in ops}
         bw = []
         for _ in range(a.rounds):

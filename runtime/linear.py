@@ -82,7 +82,7 @@ PACK_BF16 = True
 class PackedLinear(nn.Module):
     """A bf16 CPU linear on the fastest path this machine has.
 
-    With AVX512-BF16 (and the kernel built): decode calls (M <= decode.MAX_M rows) run the project's vdpbf16ps GEMV
+    With AVX512-BF16 (and the kernel built): decode calls (M <= decode.max_rows() rows: 4, or 8 with AMX) run the project's vdpbf16ps / AMX GEMV
     (runtime/kernels/decode_src.py) on the plain row-major weight, prefill runs F.linear on that same
     memory (oneDNN's matmul; as fast as the reordered layout at M = 512, benchmarks/KERNELS.md).
     Otherwise oneDNN's reordered weight, 22-32 GB/s at batch 1 against 15-20 GB/s for F.linear on the
@@ -95,6 +95,7 @@ class PackedLinear(nn.Module):
         self.why_no_kernel = (f"in_features {weight.shape[1]} is not a multiple of 32" if weight.shape[1] % 32
                               else decode.bf16_reason())
         self.use_kernel = self.why_no_kernel is None
+        self.kernel_rows = decode.max_rows() if self.use_kernel else 0
         if self.use_kernel:
             self.plain = weight.contiguous()
             self.packed = None
@@ -113,13 +114,15 @@ class PackedLinear(nn.Module):
 
     @property
     def decode_path(self) -> str:
-        return "bf16 vdpbf16ps kernel" if self.use_kernel else "oneDNN bf16"
+        if not self.use_kernel:
+            return "oneDNN bf16"
+        return "bf16 vdpbf16ps kernel" + (" + AMX for 5-8 rows" if self.kernel_rows > decode.AVX_MAX_M else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_kernel:
             shape = x.shape
             x2 = x.reshape(-1, shape[-1])
-            if x2.shape[0] <= decode.MAX_M and x2.dtype == torch.bfloat16:
+            if x2.shape[0] <= self.kernel_rows and x2.dtype == torch.bfloat16:
                 y = decode.bf16_gemv(x2.contiguous(), self.plain, self.bias, True)
                 return y.reshape(*shape[:-1], self.out_features)
             return F.linear(x, self.plain, self.bias)

@@ -11,18 +11,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .kernels import decode
 from .linear import Binder, LinearSpec
 from .rope import rope_for_layers
 from .topology import DOWN, GATE_UP, LM_HEAD, O, QKV
 
 
+# Decode rows (at most this many tokens per call) run the fused bf16 ops of runtime/kernels/decode_ops_src.py
+# where they are built: one call each for RMSNorm, SiLU·mul and RoPE + cache write + attention, instead of
+# ~60 eager ops per layer (benchmarks/decode_profile.py). Prefill stays on torch's parallel ops.
+FUSED_MAX_ROWS = 8
+
+
+def fused_decode_ops(dtype: torch.dtype, device: torch.device | str) -> bool:
+    """Whether a model in this dtype/device runs the fused decode ops (bf16 on a CPU that has them)."""
+    return dtype == torch.bfloat16 and torch.device(device).type == "cpu" and decode.ops_reason() is None
+
+
 class RMSNorm(nn.Module):
-    def __init__(self, weight: torch.Tensor, eps: float):
+    def __init__(self, weight: torch.Tensor, eps: float, fused: bool = False):
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.eps = eps
+        self.fused = fused and weight.dtype == torch.bfloat16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and x.dtype == torch.bfloat16 and x.numel() <= FUSED_MAX_ROWS * x.shape[-1] and x.is_contiguous():
+            return decode.rms_norm_bf16(x, self.weight, self.eps)
         # one fused call instead of six Python-level ops (decode is dominated by per-op overhead on
         # small models); it normalizes in float32 and rounds like HF's LlamaRMSNorm
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
@@ -54,12 +69,18 @@ class Attention(nn.Module):
         self.n_heads = self.qkv.out_splits[0] // hd
         self.n_kv = self.qkv.out_splits[1] // hd
         self.layer = i
+        self.fused = fused_decode_ops(b.dtype, b.device)
 
     def forward(self, x, cos, sin, cache: KVCache | None, start: int, mask: torch.Tensor | None):
         """cos/sin: [B, T, 1, head_dim] and sin with the rotate-half sign folded in (see Llama.forward)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
         qkv = self.qkv(x).view(B, T, H + 2 * Hkv, hd)
+        if T == 1 and self.fused and cache is not None and qkv.dtype == torch.bfloat16 and qkv.is_contiguous():
+            # RoPE, the cache write and attention in one call (decode_ops_src.py)
+            m = None if mask is None else mask.reshape(mask.shape[0], -1).expand(B, -1)
+            o = decode.attn_decode_bf16(qkv, cos, sin, cache.k[self.layer], cache.v[self.layer], H, start, m)
+            return self.o_proj(o)
         # RoPE on q and k in one go, in [B, T, heads, hd] layout: rotate_half(x) == roll(x, hd/2) * sign,
         # and the sign lives in `sin`, so this is 3 ops instead of 7 per tensor
         qk = qkv[:, :, : H + Hkv]
@@ -110,9 +131,14 @@ class MLP(nn.Module):
         p, d, f = f"model.layers.{i}.{GATE_UP.block}", cfg.hidden_size, cfg.intermediate_size
         self.gate_up = b.linear(LinearSpec(p, GATE_UP.parts, d, (f, f), GATE_UP.parallel, i))
         self.down_proj = b.linear(LinearSpec(p, DOWN.parts, f, (d,), DOWN.parallel, i))
+        fs = self.gate_up.out_splits
+        self.fused = fused_decode_ops(b.dtype, b.device) and len(fs) == 2 and fs[0] == fs[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, u = self.gate_up(x).split(self.gate_up.out_splits, -1)
+        gu = self.gate_up(x)
+        if self.fused and gu.dtype == torch.bfloat16 and gu.numel() <= FUSED_MAX_ROWS * gu.shape[-1] and gu.is_contiguous():
+            return self.down_proj(decode.silu_mul_bf16(gu, gu.shape[-1] // 2))
+        g, u = gu.split(self.gate_up.out_splits, -1)
         return self.down_proj(F.silu(g) * u)
 
 
@@ -120,9 +146,10 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, i: int, b: Binder):
         super().__init__()
         p = f"model.layers.{i}"
-        self.input_layernorm = RMSNorm(b.tensor(f"{p}.input_layernorm.weight"), cfg.rms_norm_eps)
+        fused = fused_decode_ops(b.dtype, b.device)
+        self.input_layernorm = RMSNorm(b.tensor(f"{p}.input_layernorm.weight"), cfg.rms_norm_eps, fused)
         self.self_attn = Attention(cfg, i, b)
-        self.post_attention_layernorm = RMSNorm(b.tensor(f"{p}.post_attention_layernorm.weight"), cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(b.tensor(f"{p}.post_attention_layernorm.weight"), cfg.rms_norm_eps, fused)
         self.mlp = MLP(cfg, i, b)
 
     def forward(self, x, cos, sin, cache, start, mask):
@@ -136,7 +163,8 @@ class Llama(nn.Module):
         self.config = cfg
         self.embed_tokens = nn.Parameter(binder.tensor("model.embed_tokens.weight"), requires_grad=False)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, binder) for i in range(cfg.num_hidden_layers))
-        self.norm = RMSNorm(binder.tensor("model.norm.weight"), cfg.rms_norm_eps)
+        self.norm = RMSNorm(binder.tensor("model.norm.weight"), cfg.rms_norm_eps,
+                            fused_decode_ops(binder.dtype, binder.device))
         self.lm_head = binder.linear(LinearSpec("", (LM_HEAD,), cfg.hidden_size, (cfg.vocab_size,), "vocab"))
         self.dtype = binder.dtype
         self.device = binder.device

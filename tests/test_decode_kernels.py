@@ -9,6 +9,10 @@ from runtime.quant import qmath
 
 needs_int8 = pytest.mark.skipif(decode.int8_reason() is not None, reason=f"int8 kernel: {decode.int8_reason()}")
 needs_bf16 = pytest.mark.skipif(decode.bf16_reason() is not None, reason=f"bf16 kernel: {decode.bf16_reason()}")
+# the AMX paths run only on CPUs with AMX (Intel Sapphire Rapids and later); elsewhere these tests skip and
+# the linears keep M > 4 on oneDNN (test_linears_send_the_kernels_only_the_rows_they_run)
+needs_amx = pytest.mark.skipif(decode.amx_reason() is not None or decode.int8_reason() is not None
+                               or decode.bf16_reason() is not None, reason=f"AMX: {decode.amx_reason()}")
 
 
 def test_kernels_build_where_the_cpu_has_the_flags():
@@ -112,7 +116,7 @@ def test_packed_linear_runs_the_kernel_for_decode_and_torch_for_prefill():
     g = torch.Generator().manual_seed(0)
     w = (torch.randn(96, 256, generator=g) * 0.05).bfloat16()
     lin = PackedLinear(w, (64, 32))
-    assert lin.use_kernel and lin.decode_path == "bf16 vdpbf16ps kernel"
+    assert lin.use_kernel and lin.decode_path.startswith("bf16 vdpbf16ps kernel")
     assert torch.equal(lin.weight, w)
     for M in (1, 8, 20):  # 20 rows: prefill through F.linear on the same weight
         x = torch.randn(1, M, 256, generator=g).bfloat16()
@@ -137,7 +141,7 @@ def test_int8_linear_module_kernel_and_fallback_both_meet_the_reference(static, 
     ws = torch.cat([p.weight_scale for p in parts])
     b = torch.cat([p.fp_bias for p in parts])
     lin = Int8Linear(parts, (48, 16), torch.float32, torch.device("cpu"))
-    assert lin.use_kernel and lin.decode_path == "int8 vpdpbusd kernel"
+    assert lin.use_kernel and lin.decode_path.startswith("int8 vpdpbusd kernel")
     monkeypatch.setattr(decode, "int8_reason", lambda: "off for this test")
     off = Int8Linear(parts, (48, 16), torch.float32, torch.device("cpu"))
     assert not off.use_kernel and off.why_no_kernel == "off for this test"
@@ -180,3 +184,70 @@ def test_int8_linear_keeps_one_weight_copy_when_memory_is_short(monkeypatch):
     weight_copies.plan_for(0)  # leave the module as other tests expect it
     monkeypatch.setenv("LLAMA_COMPRESS_INT8_PREFILL", "auto")
     assert weight_copies.plan_for(0) is True
+
+
+# ---------------------------------------------------------------- AMX (5..8 decode rows; up to 16 accepted)
+# N values cover two 16-row panels (32), one (16..31 left), and a tail of < 16 rows left to the AVX-512 kernel.
+AMX_N = [4, 37, 48, 70]
+
+
+@needs_amx
+@pytest.mark.parametrize("M", [1, 5, 8, 16])
+@pytest.mark.parametrize("N", AMX_N)
+def test_amx_u8s8_accumulators_are_exact(M, N):
+    g = torch.Generator().manual_seed(M * 1000 + N)
+    K = 320
+    w = torch.randint(-128, 128, (N, K), dtype=torch.int8, generator=g)
+    x = torch.randint(0, 256, (M, K), dtype=torch.uint8, generator=g)
+    x[0] = 255
+    w[0] = -128
+    w[N - 1] = 127  # the last row of whichever path takes it
+    acc = decode.u8s8_gemv(x, w, amx=True)
+    assert acc.dtype == torch.int32 and acc.shape == (M, N)
+    assert torch.equal(acc.long(), x.long() @ w.long().t())
+
+
+@needs_amx
+@pytest.mark.parametrize("M", [1, 5, 8, 16])
+@pytest.mark.parametrize("N", AMX_N)
+@pytest.mark.parametrize("bias", [False, True])
+def test_amx_bf16_gemv_matches_the_float64_reference(M, N, bias):
+    g = torch.Generator().manual_seed(M * N + 7)
+    K = 640
+    x = torch.randn(M, K, generator=g).bfloat16()
+    w = (torch.randn(N, K, generator=g) * 0.05).bfloat16()
+    b = (torch.randn(N, generator=g) * 0.1).bfloat16() if bias else None
+    ref, mag = _bf16_reference(x, w, b)
+    # exact bf16 products, one float32 accumulator per output fed K products in turn: K roundings at most
+    assert_matches(decode.bf16_gemv(x, w, b, False, amx=True), ref, mag, rtol=K * 2 ** -24)
+    y16 = decode.bf16_gemv(x, w, b, True, amx=True)
+    assert y16.dtype == torch.bfloat16
+    assert_matches(y16, ref, mag, rtol=2 ** -8 + K * 2 ** -24)
+
+
+@needs_amx
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("M", [5, 8])
+@pytest.mark.parametrize("hadamard", [None, 128])
+def test_amx_int8_linear_matches_the_float64_reference(static, M, hadamard):
+    g = torch.Generator().manual_seed(M + 50)
+    N, K = 70, 384
+    w, ws = qmath.quantize_weight(torch.randn(N, K, generator=g) * 0.05)
+    bias = torch.randn(N, generator=g) * 0.1
+    x = _x(M, K, M)
+    scale, offset = qmath.act_params(-3.0, 4.0) if static else (None, None)
+    y = decode.int8_linear(x, w, w.sum(1, dtype=torch.int32), ws, bias, scale, offset, hadamard, False, amx=True)
+    ref, mag = int8_linear_reference(x, w, ws, bias, scale, offset, hadamard)
+    assert_matches(y, ref, mag)
+
+
+def test_linears_send_the_kernels_only_the_rows_they_run():
+    """8 rows with AMX, 4 with the AVX-512 kernels alone; LLAMA_COMPRESS_AMX=off keeps the AVX-512 bound."""
+    assert decode.max_rows() == (decode.AMX_MAX_M if decode.amx_reason() is None else decode.AVX_MAX_M)
+    if decode.amx_reason() is None:
+        assert not decode.cpu.missing(decode.AMX_FLAGS)
+
+
+def test_amx_off_switch(monkeypatch):
+    monkeypatch.setenv("LLAMA_COMPRESS_AMX", "off")
+    assert decode.amx_reason() == "LLAMA_COMPRESS_AMX=off" and decode.max_rows() == decode.AVX_MAX_M

@@ -19,6 +19,8 @@ SRC = r"""
 #include <cmath>
 #include <cstdint>
 #include <vector>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
@@ -32,6 +34,106 @@ static constexpr int64_t PF = 1024;  // prefetch distance in bytes along each ro
 static inline const char* prefetch_at(const char* base, int r, int R, int64_t row, int64_t at) {
   const int64_t ahead = at + PF;
   return ahead < row ? base + r * row + ahead : base + (R + r) * row + (ahead - row);
+}
+
+// ---------------------------------------------------------------- AMX, 5..8 rows (and any M <= 16 when asked)
+// The weight stays the plain row-major [N, K] copy: it is the A operand (16 output rows x 64 bytes of K per
+// tile, loaded with the row stride), the activations are the B operand, repacked per call into AMX's
+// K-pair (bf16) / K-quad (int8) layout. One tile step reads 1 KB of each of two 16-row panels and does
+// M x 16 x 32 (bf16) or M x 16 x 64 (int8) MACs in one instruction, so 8 tokens cost what 1 does: the
+// AVX-512 kernels run out of registers and L1 past 4 tokens (benchmarks/KERNELS.md).
+#define TGT_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-bf16,amx-int8")))
+
+static bool g_amx = false;
+
+// Linux hands out the AMX tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA);
+// the permission is per process. False where the kernel refuses (old kernel, no AMX).
+bool amx_enable() {
+  g_amx = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return g_amx;
+}
+
+struct alignas(64) TileCfg {
+  uint8_t palette, start_row, rsv[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// tmm0, tmm1: C (16 rows x M fp32/int32); tmm2, tmm3: A (16 weight rows x 64 bytes); tmm4: B (16 x M * 4 bytes)
+TGT_AMX static void amx_config(int64_t M) {
+  TileCfg c{};
+  c.palette = 1;
+  for (int t = 0; t < 2; ++t) { c.rows[t] = 16; c.colsb[t] = static_cast<uint16_t>(M * 4); }
+  for (int t = 2; t < 4; ++t) { c.rows[t] = 16; c.colsb[t] = 64; }
+  c.rows[4] = 16; c.colsb[4] = static_cast<uint16_t>(M * 4);
+  _tile_loadconfig(&c);
+}
+
+// Prefetch, PF bytes ahead, the line each of `rows` weight rows (from row0, stride ld bytes) is about to need.
+// Over a row's last PF bytes this points at the same row of the next panel (rows further on), so the streams
+// of one panel run on into the next without a cold start (as prefetch_at does for the AVX-512 kernels).
+static inline void prefetch_rows(const char* row0, int64_t ld, int rows, int64_t at) {
+  const int64_t ahead = at + PF;
+  const char* p = ahead < ld ? row0 + ahead : row0 + rows * ld + (ahead - ld);
+  for (int r = 0; r < rows; ++r) _mm_prefetch(p + r * ld, _MM_HINT_T0);
+}
+
+// C[r][m] for r < 16 * T (T = 1 or 2 panels of 16 rows from w0), B from xb (K/step rows of M * 4 bytes).
+// kstep: K values per tile step (32 bf16 or 64 int8); lda: bytes per weight row.
+template <int T, bool BF16>
+TGT_AMX static void amx_panels(const char* w0, int64_t lda, const char* xb, int64_t M, float* out) {
+  _tile_zero(0);
+  if (T == 2) _tile_zero(1);
+  const int64_t bstride = M * 4;
+  for (int64_t at = 0; at < lda; at += 64) {
+    prefetch_rows(w0, lda, 16 * T, at);
+    _tile_loadd(4, xb + (at / 4) * bstride, bstride);
+    _tile_loadd(2, w0 + at, lda);
+    if (BF16) _tile_dpbf16ps(0, 2, 4); else _tile_dpbsud(0, 2, 4);
+    if (T == 2) {
+      _tile_loadd(3, w0 + 16 * lda + at, lda);
+      if (BF16) _tile_dpbf16ps(1, 3, 4); else _tile_dpbsud(1, 3, 4);
+    }
+  }
+  _tile_stored(0, out, bstride);
+  if (T == 2) _tile_stored(1, out + 16 * M, bstride);
+}
+
+// x [M, K] (2-byte bf16 or 1-byte u8 codes, row stride ldx bytes) -> B layout: for each group g of 4 bytes
+// along K (a bf16 pair or a u8 quad), the M tokens' groups side by side: xb[g][m] = x[m][g].
+static void amx_pack_b(const uint8_t* x, int64_t ldx, int64_t M, int64_t kbytes, uint32_t* xb) {
+  const int64_t G = kbytes / 4;
+  for (int64_t m = 0; m < M; ++m) {
+    const uint32_t* xm = reinterpret_cast<const uint32_t*>(x + m * ldx);
+    for (int64_t g = 0; g < G; ++g) xb[g * M + m] = xm[g];
+  }
+}
+
+// Every output row n in [0, N): sums[m][n] (float for bf16, int32 bit patterns for int8), via AMX panels of
+// 32 (then 16) rows; a tail of < 16 rows is left to `tail` (the AVX-512 kernels).
+// (a lambda carries no target attribute, so the per-thread body is a function of its own)
+template <bool BF16, typename Epi, typename Tail>
+TGT_AMX static void amx_thread(const char* w, int64_t lda, int64_t N, const uint32_t* xb, int64_t M, Epi& epi,
+                               Tail& tail, int64_t p0, int64_t p1) {
+  amx_config(M);
+  alignas(64) float c[32 * 16];
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n = p * 32, R = std::min<int64_t>(32, N - n);
+    const char* wn = w + n * lda;
+    int64_t done = 0;
+    if (R == 32) { amx_panels<2, BF16>(wn, lda, reinterpret_cast<const char*>(xb), M, c); done = 32; }
+    else if (R >= 16) { amx_panels<1, BF16>(wn, lda, reinterpret_cast<const char*>(xb), M, c); done = 16; }
+    epi(n, done, c);
+    for (int64_t r = done; r < R; ++r) tail(n + r);
+  }
+  _tile_release();
+}
+
+template <bool BF16, typename Epi, typename Tail>
+static void amx_gemm(const char* w, int64_t lda, int64_t N, const uint32_t* xb, int64_t M, Epi epi, Tail tail) {
+  at::parallel_for(0, (N + 31) / 32, 1, [&](int64_t p0, int64_t p1) {
+    amx_thread<BF16>(w, lda, N, xb, M, epi, tail, p0, p1);
+  });
 }
 
 // ---------------------------------------------------------------- bf16 x bf16 -> fp32
@@ -74,11 +176,11 @@ TGT_BF16 static void bf16_rows(const uint16_t* x, int64_t M, int64_t K, const ui
 }
 
 // y[M, N] = x[M, K] @ w[N, K]^T (+ bias), bf16 in, bf16 or fp32 out, fp32 accumulation.
-torch::Tensor bf16_gemv(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias, bool out_bf16) {
+torch::Tensor bf16_gemv(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias, bool out_bf16, bool amx) {
   TORCH_CHECK(x.scalar_type() == torch::kBFloat16 && x.dim() == 2 && x.is_contiguous(), "x: contiguous bf16 [M, K]");
   TORCH_CHECK(w.scalar_type() == torch::kBFloat16 && w.dim() == 2 && w.is_contiguous(), "w: contiguous bf16 [N, K]");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
-  TORCH_CHECK(w.size(1) == K && K % 32 == 0 && M >= 1 && M <= 8, "bf16_gemv: K % 32 == 0, 1 <= M <= 8");
+  TORCH_CHECK(w.size(1) == K && K % 32 == 0 && M >= 1 && M <= (amx ? 16 : 8), "bf16_gemv: K % 32 == 0, 1 <= M <= 8 (16 with AMX)");
   const float* bp = nullptr;
   torch::Tensor bf;
   if (bias.has_value() && bias->defined()) { bf = bias->to(torch::kFloat32).contiguous(); bp = bf.data_ptr<float>(); }
@@ -86,6 +188,26 @@ torch::Tensor bf16_gemv(torch::Tensor x, torch::Tensor w, c10::optional<torch::T
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   const uint16_t* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
   void* yp = y.data_ptr();
+  auto store = [&](int64_t m, int64_t n, float v) {
+    v = v + (bp ? bp[n] : 0.0f);
+    if (out_bf16) static_cast<at::BFloat16*>(yp)[m * N + n] = at::BFloat16(v);
+    else static_cast<float*>(yp)[m * N + n] = v;
+  };
+  if (amx) {
+    TORCH_CHECK(g_amx, "bf16_gemv: AMX not enabled (amx_enable() first)");
+    std::vector<uint32_t> xb(M * K / 2);
+    amx_pack_b(reinterpret_cast<const uint8_t*>(xp), K * 2, M, K * 2, xb.data());
+    amx_gemm<true>(reinterpret_cast<const char*>(wp), K * 2, N, xb.data(), M,
+      [&](int64_t n, int64_t rows, const float* c) {
+        for (int64_t r = 0; r < rows; ++r) for (int64_t m = 0; m < M; ++m) store(m, n + r, c[r * M + m]);
+      },
+      [&](int64_t n) {
+        float s1[16];
+        bf16_rows<1>(xp, M, K, wp, n, s1);
+        for (int64_t m = 0; m < M; ++m) store(m, n, s1[m]);
+      });
+    return y;
+  }
   const int64_t panels = (N + 3) / 4;
   at::parallel_for(0, panels, 4, [&](int64_t p0, int64_t p1) {
     float sums[8 * 4];
@@ -223,19 +345,19 @@ TGT_VNNI static void u8s8_rows(const uint8_t* x, int64_t M, int64_t K, const int
 // products, epilogue y = float(acc - zp·rowsum) · s_x · s_w (+ bias) in that order, bf16 or fp32 out.
 torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor rowsum, torch::Tensor wscale,
                           c10::optional<torch::Tensor> bias, bool dynamic, double scale, double offset,
-                          int64_t hadamard, bool out_bf16) {
+                          int64_t hadamard, bool out_bf16, bool amx) {
   TORCH_CHECK(w.scalar_type() == torch::kInt8 && w.dim() == 2 && w.is_contiguous(), "w: contiguous int8 [N, K]");
   TORCH_CHECK(rowsum.scalar_type() == torch::kInt32 && wscale.scalar_type() == torch::kFloat32, "rowsum int32, wscale float32");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
-  TORCH_CHECK(w.size(1) == K && K % 64 == 0 && M >= 1 && M <= 8, "int8_linear: K % 64 == 0, 1 <= M <= 8");
+  TORCH_CHECK(w.size(1) == K && K % 64 == 0 && M >= 1 && M <= (amx ? 16 : 8), "int8_linear: K % 64 == 0, 1 <= M <= 8 (16 with AMX)");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16),
               "x: contiguous float32/bf16 [M, K]");
-  uint8_t q[8 * 16384 + 64];
+  uint8_t q[8 * 16384 + 64];  // 8 rows of K <= 16384 on the stack; more rows or K: heap
   std::vector<uint8_t> qbig;
   uint8_t* qp = q;
   if (M * K > 8 * 16384) { qbig.resize(M * K); qp = qbig.data(); }
-  float sx[8];
-  int32_t zp[8];
+  float sx[16];
+  int32_t zp[16];
   quantize_rows(x, hadamard, dynamic, static_cast<float>(scale), static_cast<float>(offset), qp, K, sx, zp);
   const float* bp = nullptr;
   torch::Tensor bf;
@@ -245,6 +367,28 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor rowsum
   const int32_t* rs = rowsum.data_ptr<int32_t>();
   const float* ws = wscale.data_ptr<float>();
   void* yp = y.data_ptr();
+  auto store = [&](int64_t m, int64_t n, int32_t acc) {
+    float v = static_cast<float>(acc - zp[m] * rs[n]) * sx[m] * ws[n];
+    if (bp) v = v + bp[n];
+    if (out_bf16) static_cast<at::BFloat16*>(yp)[m * N + n] = at::BFloat16(v);
+    else static_cast<float*>(yp)[m * N + n] = v;
+  };
+  if (amx) {
+    TORCH_CHECK(g_amx, "int8_linear: AMX not enabled (amx_enable() first)");
+    std::vector<uint32_t> xb(M * K / 4);
+    amx_pack_b(qp, K, M, K, xb.data());
+    amx_gemm<false>(reinterpret_cast<const char*>(wp), K, N, xb.data(), M,
+      [&](int64_t n, int64_t rows, const float* c) {
+        const int32_t* ci = reinterpret_cast<const int32_t*>(c);
+        for (int64_t r = 0; r < rows; ++r) for (int64_t m = 0; m < M; ++m) store(m, n + r, ci[r * M + m]);
+      },
+      [&](int64_t n) {
+        int32_t s1[16];
+        u8s8_rows<1>(qp, M, K, wp, n, s1);
+        for (int64_t m = 0; m < M; ++m) store(m, n, s1[m]);
+      });
+    return y;
+  }
   const int64_t panels = (N + 3) / 4;
   at::parallel_for(0, panels, 4, [&](int64_t p0, int64_t p1) {
     int32_t sums[8 * 4];
@@ -257,26 +401,37 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor rowsum
         for (int64_t m = 0; m < M; ++m) sums[m * 4 + r] = s1[m];
       }
       for (int64_t m = 0; m < M; ++m)
-        for (int64_t r = 0; r < R; ++r) {
-          float v = static_cast<float>(sums[m * 4 + r] - zp[m] * rs[n + r]) * sx[m] * ws[n + r];
-          if (bp) v = v + bp[n + r];
-          if (out_bf16) static_cast<at::BFloat16*>(yp)[m * N + n + r] = at::BFloat16(v);
-          else static_cast<float*>(yp)[m * N + n + r] = v;
-        }
+        for (int64_t r = 0; r < R; ++r) store(m, n + r, sums[m * 4 + r]);
     }
   });
   return y;
 }
 
 // int32 [M, N] accumulators alone (tests hold them to exact integer sums)
-torch::Tensor u8s8_gemv(torch::Tensor xq, torch::Tensor w) {
+torch::Tensor u8s8_gemv(torch::Tensor xq, torch::Tensor w, bool amx) {
   TORCH_CHECK(xq.scalar_type() == torch::kUInt8 && xq.is_contiguous() && w.scalar_type() == torch::kInt8 && w.is_contiguous(), "u8 x, s8 w");
   const int64_t M = xq.size(0), K = xq.size(1), N = w.size(0);
-  TORCH_CHECK(w.size(1) == K && K % 64 == 0 && M >= 1 && M <= 8, "u8s8_gemv: K % 64 == 0, 1 <= M <= 8");
+  TORCH_CHECK(w.size(1) == K && K % 64 == 0 && M >= 1 && M <= (amx ? 16 : 8), "u8s8_gemv: K % 64 == 0, 1 <= M <= 8 (16 with AMX)");
   auto y = torch::empty({M, N}, torch::dtype(torch::kInt32));
   const uint8_t* xp = xq.data_ptr<uint8_t>();
   const int8_t* wp = w.data_ptr<int8_t>();
   int32_t* yp = y.data_ptr<int32_t>();
+  if (amx) {
+    TORCH_CHECK(g_amx, "u8s8_gemv: AMX not enabled (amx_enable() first)");
+    std::vector<uint32_t> xb(M * K / 4);
+    amx_pack_b(xp, K, M, K, xb.data());
+    amx_gemm<false>(reinterpret_cast<const char*>(wp), K, N, xb.data(), M,
+      [&](int64_t n, int64_t rows, const float* c) {
+        const int32_t* ci = reinterpret_cast<const int32_t*>(c);
+        for (int64_t r = 0; r < rows; ++r) for (int64_t m = 0; m < M; ++m) yp[m * N + n + r] = ci[r * M + m];
+      },
+      [&](int64_t n) {
+        int32_t s1[16];
+        u8s8_rows<1>(xp, M, K, wp, n, s1);
+        for (int64_t m = 0; m < M; ++m) yp[m * N + n] = s1[m];
+      });
+    return y;
+  }
   at::parallel_for(0, (N + 3) / 4, 4, [&](int64_t p0, int64_t p1) {
     int32_t sums[8 * 4];
     for (int64_t p = p0; p < p1; ++p) {
@@ -293,6 +448,7 @@ torch::Tensor u8s8_gemv(torch::Tensor xq, torch::Tensor w) {
   });
   return y;
 }
+
 // ---------------------------------------------------------------- read-bandwidth probe
 // Reads the way the GEMV kernels do: per thread one contiguous chunk cut into 4 streams read side by side,
 // one 64-byte line of each per step, software prefetch PF bytes ahead. (A single-stream sum, like torch's
@@ -329,4 +485,4 @@ double read_probe(torch::Tensor x) {
 }
 """
 
-FUNCTIONS = ["bf16_gemv", "int8_linear", "u8s8_gemv", "quantize_u8", "read_probe"]
+FUNCTIONS = ["bf16_gemv", "int8_linear", "u8s8_gemv", "quantize_u8", "read_probe", "amx_enable"]

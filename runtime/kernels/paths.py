@@ -21,5 +21,10 @@ def decode_path_counts(model: nn.Module) -> Counter:
 
 
 def describe_decode_paths(model: nn.Module) -> str:
-    """e.g. "int8 vpdpbusd kernel x28, bf16 vdpbf16ps kernel x1" (most used first)."""
-    return ", ".join(f"{p} x{n}" for p, n in decode_path_counts(model).most_common()) or "none"
+    """e.g. "int8 vpdpbusd kernel x28, bf16 vdpbf16ps kernel x1; fused decode ops" (most used first); the tail says
+    whether the layers' norms/attention/MLP run the fused bf16 ops (runtime/kernels/decode_ops_src.py)."""
+    s = ", ".join(f"{p} x{n}" for p, n in decode_path_counts(model).most_common()) or "none"
+    layers = getattr(model, "layers", None)
+    if layers is not None and len(layers) and getattr(layers[0].self_attn, "fused", False):
+        s += "; fused decode ops"
+    return s

@@ -73,11 +73,12 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", ws.to(device), persistent=False)
         self.register_buffer("bias", None if b is None else b.to(device), persistent=False)
         self.use_onednn = device.type == "cpu" and _onednn_ok()
-        # decode (M <= decode.MAX_M rows): the project's VNNI kernel on the plain [out, in] layout (runtime/kernels);
+        # decode (M <= decode.max_rows() rows: 4, or 8 with AMX): the project's VNNI / AMX kernel on the plain [out, in] layout (runtime/kernels);
         # why_no_kernel says why not (CPU flags, no compiler, shape, LLAMA_COMPRESS_KERNELS=off)
         self.why_no_kernel = "not on CPU" if device.type != "cpu" else (
             f"in_features {w.shape[1]} is not a multiple of 64" if w.shape[1] % 64 else decode.int8_reason())
         self.use_kernel = self.why_no_kernel is None
+        self.kernel_rows = decode.max_rows() if self.use_kernel else 0
         if self.use_kernel and not keep_prepacked_copy():
             # one copy of the weight only (weight_copies.py): prefill runs through torch._int_mm on the plain layout
             self.use_onednn = False
@@ -99,7 +100,9 @@ class Int8Linear(nn.Module):
 
     @property
     def decode_path(self) -> str:
-        return "int8 vpdpbusd kernel" if self.use_kernel else ("oneDNN int8" if self.use_onednn else "torch int_mm")
+        if self.use_kernel:
+            return "int8 vpdpbusd kernel" + (" + AMX for 5-8 rows" if self.kernel_rows > decode.AVX_MAX_M else "")
+        return ("oneDNN int8" if self.use_onednn else "torch int_mm")
 
     def weight_bytes(self) -> int:
         return self._nbytes + self.weight_scale.numel() * 4
@@ -112,7 +115,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if self.use_kernel and x2.shape[0] <= decode.MAX_M and (self.static or self.scale_sync is None):
+        if x2.shape[0] <= self.kernel_rows and (self.static or self.scale_sync is None):
             # quantization (qmath's arithmetic, the Hadamard rotation included), GEMV and epilogue in one call
             xk = x2 if x2.dtype in (torch.float32, torch.bfloat16) else x2.float()
             y = decode.int8_linear(xk.contiguous(), self.qweight, self.rowsum, self.weight_scale, self.bias,
