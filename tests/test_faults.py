@@ -91,7 +91,10 @@ def test_sigkill_during_the_import_cache_then_next_run_cleans(tmp_path, smollm2_
 
 
 def test_ctrl_c_during_a_write_removes_the_temporary(tmp_path):
-    code = ("import sys, time; from runtime.atomic import atomic_dir\n"
+    # the child restores Python's Ctrl-C handler: a shell starts background jobs with SIGINT ignored, and
+    # Python keeps an inherited SIG_IGN, so under `cmd &` the signal would never reach the code under test
+    code = ("import signal, sys, time; from runtime.atomic import atomic_dir\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             f"with atomic_dir({str(tmp_path / 'o')!r}) as t:\n"
             "    (t / 'big').write_bytes(b'0' * 1000000); print('READY', flush=True); time.sleep(120)\n")
     p = _spawn(["-c", code])
