@@ -131,8 +131,9 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         finally:
             for h in hooks:
                 h.remove()
-        if by_layer:  # the float layer carries every perturbed stream one layer further
+        if by_layer:  # the float layer carries every perturbed stream, and the float one, one layer further
             pert = {u: runner.run(layer, s).to(dtype) for u, s in pert.items()}
+            ref_out = runner.run(layer, ref).to(dtype)
         del layer
         t1 = time.time()
         # 3. smoothing, ranges, int8 (folds into lt)
@@ -146,7 +147,7 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         scores: dict[str, float] = {}
         if by_layer:
             pert[str(i)] = runner.run(q_layer, ref).to(dtype)
-            ref = runner.run(float_layer(out_cfg, i, lt, dtype), ref).to(dtype)
+            ref = ref_out
         else:  # linear units: each linear's local effect on its layer's output
             for mod in sorted({k.rsplit(".", 1)[0] for k in quant}):
                 only = {k: v for k, v in quant.items() if k.rsplit(".", 1)[0] == mod}
