@@ -58,7 +58,7 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
                         calib_tokens: int) -> tuple[int, str]:
     """Peak resident bytes of the layer-streamed run_quantize (compress/stream), and how it was reckoned.
 
-    Held at once: the calibration activations entering and leaving the current layer (float32, twice), one
+    Held at once: the calibration activations entering and leaving the current layer (compute dtype, twice), one
     decoder layer in the source dtype plus its runtime copy (compute dtype) and int8 copy (+ oneDNN's
     prepacked one), float32 temporaries of the widest linear group's search (about five copies of its
     weights), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
@@ -71,7 +71,7 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
     h, i, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     per_layer = pc.linears // L
     cb = 2 if cfg.hidden_size * L > 4096 * 16 else 4  # compress/stream/layers.py compute_dtype
-    acts = 2 * calib_tokens * h * 4
+    acts = 2 * calib_tokens * h * cb  # in and out, in the compute dtype (compress/stream/layers.py StreamRunner)
     widest = max(3 * h, 2 * i) * h * 4  # q/k/v or gate/up, float32
     layer = per_layer * (src_bytes + cb + 2) + 5 * widest + 4 * 512 * i * 4 * 4
     hess = (3 * h * h + i * i) * 4 * 2 if gptq else 0

@@ -13,7 +13,7 @@ layer carries them all one layer further, so at the end each gives KL(float || o
 logits: the end-to-end score of the old whole-model pass, at L^2/2 small forwards and without a second
 model in memory. Linear units score each linear by its layer's local output error instead.
 Held at once: one layer (source dtype, plus its float and int8 runtime copies), the activations in and
-out (samples x seq x hidden in float32, twice), the scoring streams (layers x sens_samples x seq x hidden
+out (samples x seq x hidden in the compute dtype, twice), the scoring streams (layers x sens_samples x seq x hidden
 in the compute dtype) and one layer's statistics.
 """
 from __future__ import annotations
@@ -51,7 +51,8 @@ class StreamResult:
 
 
 def _rel_err(y: torch.Tensor, ref: torch.Tensor, x: torch.Tensor) -> float:
-    return float((y - ref).double().pow(2).sum() / (ref - x).double().pow(2).sum().clamp(min=1e-30))
+    y, ref, x = y.double(), ref.double(), x.double()  # the differences of bf16 activations, exactly
+    return float((y - ref).pow(2).sum() / (ref - x).pow(2).sum().clamp(min=1e-30))
 
 
 def _layer_seed(seed: int, i: int) -> int:
@@ -94,14 +95,14 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
     res.resumed_from = start
     if start:
         log(f"    resuming from layer {start} of {L} ({work.path})")
-        x = work.load_stream()
+        x = work.load_stream().to(compute_dtype(cfg))
     else:
         head = head_tensors(src, cfg, rotation)
         if hasattr(src, "release"):
             src.release()
         work.save_head(head)
         ids = torch.cat([s.reshape(1, -1) for s in samples], 0)
-        x = F.embedding(ids, head["model.embed_tokens.weight"]).float()
+        x = F.embedding(ids, head["model.embed_tokens.weight"]).to(compute_dtype(cfg))
         del head
     dtype = compute_dtype(cfg)
     runner = StreamRunner(out_cfg, x.shape[1], dtype)
@@ -110,7 +111,7 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
     # layer units: the float model's stream on the scoring sequences, and one stream per finished layer u
     # with ONLY layer u in int8 (float before and after): at the end each gives KL(float || u in int8)
     if by_layer:
-        ref, pert = (work.load_scoring() if start else (x[:n_sens].to(dtype), {}))
+        ref, pert = (work.load_scoring() if start else (x[:n_sens].clone(), {}))
     gptq = bool(opts.gptq)
     bar = tqdm(total=L, initial=start, desc="quantize layers", unit="layer", disable=not progress)
     for i in range(start, L):
@@ -132,8 +133,8 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
             for h in hooks:
                 h.remove()
         if by_layer:  # the float layer carries every perturbed stream, and the float one, one layer further
-            pert = {u: runner.run(layer, s).to(dtype) for u, s in pert.items()}
-            ref_out = runner.run(layer, ref).to(dtype)
+            pert = {u: runner.run(layer, s) for u, s in pert.items()}
+            ref_out = runner.run(layer, ref)
         del layer
         t1 = time.time()
         # 3. smoothing, ranges, int8 (folds into lt)
@@ -146,7 +147,7 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         y = runner.run(float_layer(out_cfg, i, lt, dtype) if fixed else q_layer, x)
         scores: dict[str, float] = {}
         if by_layer:
-            pert[str(i)] = runner.run(q_layer, ref).to(dtype)
+            pert[str(i)] = runner.run(q_layer, ref)
             ref = ref_out
         else:  # linear units: each linear's local effect on its layer's output
             for mod in sorted({k.rsplit(".", 1)[0] for k in quant}):
