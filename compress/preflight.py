@@ -55,7 +55,7 @@ def artifact_bytes(cfg: ModelConfig, src_bytes: int, untie: bool) -> int:
 
 
 def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scoring: bool, gptq: bool,
-                        calib_tokens: int) -> tuple[int, str]:
+                        calib_tokens: int, sens_tokens: int = 0) -> tuple[int, str]:
     """Peak resident bytes of the layer-streamed run_quantize (compress/stream), and how it was reckoned.
 
     Held at once: the calibration activations entering and leaving the current layer (compute dtype, twice), one
@@ -63,27 +63,31 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
     prepacked one), float32 temporaries of the widest linear group's search (about five copies of its
     weights), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
     (embedding and lm_head rotated in float32) and the final write (one anti_weight/ shard of at most
-    2 GiB) are bounded separately. `scoring` no longer changes it: the scores come from the same pass.
+    2 GiB) are bounded separately. `scoring` (layer units scored end to end) adds one stream of
+    `sens_tokens` activations per layer.
     """
     from runtime.hf_export import SHARD_BYTES
 
     pc = param_counts(cfg)
     h, i, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     per_layer = pc.linears // L
-    cb = 2 if cfg.hidden_size * L > 4096 * 16 else 4  # compress/stream/layers.py compute_dtype
+    from .stream.layers import compute_dtype
+
+    cb = compute_dtype(cfg).itemsize
     acts = 2 * calib_tokens * h * cb  # in and out, in the compute dtype (compress/stream/layers.py StreamRunner)
     widest = max(3 * h, 2 * i) * h * 4  # q/k/v or gate/up, float32
     layer = per_layer * (src_bytes + cb + 2) + 5 * widest + 4 * 512 * i * 4 * 4
     hess = (3 * h * h + i * i) * 4 * 2 if gptq else 0
     head = (pc.embed + (pc.lm_head or (pc.embed if untie else 0))) * (src_bytes + 8)
     write = min(SHARD_BYTES, (pc.total + pc.embed) * src_bytes) + widest
-    # measured, not yet explained: the full-depth 7B preset run peaked at 15.26 GiB against 4.0 GB for 2 layers,
-    # ~375 MB (about 1.9 bytes per layer parameter) of growth per layer; counted until its cause is fixed
-    growth = 2 * per_layer * L
+    # the only per-layer growth: one scoring stream per finished layer (pipeline.py; layer units), held and
+    # once more while it is saved. The heap fragmentation that used to add ~130-375 MB per layer is gone
+    # (runtime/memory.py limit_heap_fragmentation / release_free_memory; README "Real scale").
+    growth = 2 * L * sens_tokens * h * cb if scoring else 0
     work = max(acts + layer + hess + growth, acts + head, write)
     peak = BASE_BYTES + int(work * MARGIN)
     how = (f"{pc.total / 1e9:.2f} B params, streamed layer by layer: activations {fmt_bytes(acts)}, one layer's "
-           f"work {fmt_bytes(layer + hess)}, measured growth {fmt_bytes(growth)}; +10% and {fmt_bytes(BASE_BYTES)} "
+           f"work {fmt_bytes(layer + hess)}, scoring streams {fmt_bytes(growth)}; +10% and {fmt_bytes(BASE_BYTES)} "
            "for the process")
     return peak, how
 
@@ -178,8 +182,9 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
     if sparse:
         peak, how = sparse_peak_bytes(cfg, src_bytes, opts.calib_samples * opts.calib_seq_len)
     else:
-        peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=scoring, gptq=bool(gptq),
-                                        calib_tokens=opts.calib_samples * opts.calib_seq_len)
+        peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=opts.fallback_unit == "layer",
+                                        gptq=bool(gptq), calib_tokens=opts.calib_samples * opts.calib_seq_len,
+                                        sens_tokens=min(opts.sens_samples, opts.calib_samples) * opts.calib_seq_len)
     check_memory(peak, how, what, opts.skip_memory_check, log)
     log(f"pre-flight: about {fmt_bytes(disk)} of disk (artifact {fmt_bytes(art)} + the working copy"
         f"{' + the pruned copy' if sparse else ''}), peak RAM about {fmt_bytes(peak)} ({how})")
