@@ -84,10 +84,74 @@ def _layer_out(out):
 
 
 @torch.no_grad()
+def prune_layer(layer: nn.Module, li: int, inps: list[torch.Tensor], kws: list[dict], cfg: PruneConfig,
+                report: PruneReport, dense_inps: list[torch.Tensor] | None = None,
+                measure_only: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Prune (or, measure_only, measure) decoder layer `li` in place: the one per-layer step that both the
+    in-memory `prune_model` and the streamed driver (streamed.py) run.
+
+    inps: the layer's inputs (the pruned model's stream; the dense model's with measure_only), one [1, T, hidden]
+    tensor per sample, kws the keyword arguments the model passes the layer for each. dense_inps: the dense
+    model's stream, given when reconstruction is on (its outputs are the targets). Returns the next layer's
+    (inps, dense_inps); the report gains this layer's entries."""
+    nm = parse_pattern(cfg.pattern)
+    tune = dense_inps is not None
+    mods = {n: layer.get_submodule(n) for n in LINEARS}
+    prune_this = li not in cfg.dense_layers
+    if tune:
+        targets = [_layer_out(layer(x, **kw)) for x, kw in zip(dense_inps, kws)]
+    if measure_only:
+        dense_out = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
+        saved = {n: m.weight.data.clone() for n, m in mods.items()}
+    if prune_this and cfg.method != "magnitude":
+        stats = {n: LayerStats(torch.zeros(m.in_features), torch.zeros(m.in_features, m.in_features)
+                               if cfg.method == "sparsegpt" else None) for n, m in mods.items()}
+        hooks = [m.register_forward_hook(lambda mod, a, o, n=n: stats[n].add(a[0])) for n, m in mods.items()]
+        try:
+            for x, kw in zip(inps, kws):
+                layer(x, **kw)
+        finally:
+            for hk in hooks:
+                hk.remove()
+    for n, m in mods.items():
+        full = f"model.layers.{li}.{n}"
+        if not prune_this:
+            report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": "dense",
+                                       "method": "none"}
+            continue
+        W = m.weight.data
+        if cfg.method == "sparsegpt":
+            new = sparsegpt_prune(W, stats[n].hessian, cfg.sparsity, nm, cfg.blocksize, cfg.percdamp)
+            stats[n].hessian = None  # [in, in] float32: 0.5 GB for down_proj at 7B width
+        else:
+            score = magnitude_score(W) if cfg.method == "magnitude" else wanda_score(W, stats[n].sq.sqrt())
+            mask = row_mask(score, cfg.sparsity) if nm is None else nm_mask(score, *nm)
+            new = W.float() * mask
+            del score, mask
+        m.weight.data = new.to(W.dtype)
+        del new, W
+        report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": cfg.pattern,
+                                   "method": cfg.method}
+    if measure_only:  # error of this layer's pruning alone; the dense outputs feed the next layer
+        num = sum(float(((_layer_out(layer(x, **kw)) - y) ** 2).sum()) for x, kw, y in zip(inps, kws, dense_out))
+        den = sum(float(((y - x) ** 2).sum()) for x, y in zip(inps, dense_out))  # the layer's own contribution
+        report.layer_error[li] = num / max(den, 1e-30)
+        for n, m in mods.items():
+            m.weight.data = saved[n]
+        return dense_out, None
+    if tune and prune_this:
+        report.reconstruction[li] = reconstruct_layer(layer, mods, inps, kws, targets, cfg.reconstruct_epochs,
+                                                      cfg.reconstruct_lr, seed=li)
+    # this layer's (pruned) outputs are the next layer's inputs; the dense outputs the next targets' inputs
+    return [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)], (targets if tune else None)
+
+
+@torch.no_grad()
 def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = True,
                 measure_only: bool = False) -> PruneReport:
-    """Prune `model` in place (every decoder linear outside cfg.dense_layers). samples: int64 [N, T] token ids
-    (or a list of [1, T]).
+    """Prune a whole transformers model held in memory, in place (every decoder linear outside
+    cfg.dense_layers). samples: int64 [N, T] token ids (or a list of [1, T]). `compress sparse` runs the
+    streamed driver (streamed.py) instead; this one is its reference in the tests (same per-layer step).
 
     measure_only: leave the model unchanged and record, per decoder layer, the relative output error its pruning
     alone causes on the dense model's activations (report.layer_error): the sensitivity that picks dense layers.
@@ -95,7 +159,6 @@ def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = Tr
     if isinstance(samples, (list, tuple)):
         samples = torch.cat(list(samples), 0)
     cfg.check()
-    nm = parse_pattern(cfg.pattern)
     layers = model.model.layers
     # 1. the inputs of layer 0, with the keyword arguments (rotary tables, masks) the model passes it
     inps: list[torch.Tensor] = []
@@ -122,54 +185,7 @@ def prune_model(model: nn.Module, samples, cfg: PruneConfig, progress: bool = Tr
     dense_inps = list(inps) if tune else None  # the dense model's stream: the targets of reconstruction
     bar = tqdm(range(len(layers)), desc=f"prune {cfg.method} {cfg.pattern} {cfg.sparsity:g}", disable=not progress)
     for li in bar:
-        layer = layers[li]
-        mods = {n: layer.get_submodule(n) for n in LINEARS}
-        prune_this = li not in cfg.dense_layers
-        if tune:
-            targets = [_layer_out(layer(x, **kw)) for x, kw in zip(dense_inps, kws)]
-        if measure_only:
-            dense_out = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
-            saved = {n: m.weight.data.clone() for n, m in mods.items()}
-        if prune_this and cfg.method != "magnitude":
-            stats = {n: LayerStats(torch.zeros(m.in_features), torch.zeros(m.in_features, m.in_features)
-                                   if cfg.method == "sparsegpt" else None) for n, m in mods.items()}
-            hooks = [m.register_forward_hook(lambda mod, a, o, n=n: stats[n].add(a[0])) for n, m in mods.items()]
-            try:
-                for x, kw in zip(inps, kws):
-                    layer(x, **kw)
-            finally:
-                for hk in hooks:
-                    hk.remove()
-        for n, m in mods.items():
-            full = f"model.layers.{li}.{n}"
-            if not prune_this:
-                report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": "dense",
-                                           "method": "none"}
-                continue
-            W = m.weight.data
-            if cfg.method == "sparsegpt":
-                new = sparsegpt_prune(W, stats[n].hessian, cfg.sparsity, nm, cfg.blocksize, cfg.percdamp)
-            else:
-                score = magnitude_score(W) if cfg.method == "magnitude" else wanda_score(W, stats[n].sq.sqrt())
-                mask = row_mask(score, cfg.sparsity) if nm is None else nm_mask(score, *nm)
-                new = W.float() * mask
-            m.weight.data = new.to(W.dtype)
-            report.per_module[full] = {"sparsity": float((m.weight == 0).float().mean()), "pattern": cfg.pattern,
-                                       "method": cfg.method}
-        if measure_only:  # error of this layer's pruning alone; the dense outputs feed the next layer
-            num = sum(float(((_layer_out(layer(x, **kw)) - y) ** 2).sum()) for x, kw, y in zip(inps, kws, dense_out))
-            den = sum(float(((y - x) ** 2).sum()) for x, y in zip(inps, dense_out))  # the layer's own contribution
-            report.layer_error[li] = num / max(den, 1e-30)
-            for n, m in mods.items():
-                m.weight.data = saved[n]
-            inps = dense_out
-            continue
-        if tune and prune_this:
-            report.reconstruction[li] = reconstruct_layer(layer, mods, inps, kws, targets, cfg.reconstruct_epochs,
-                                                          cfg.reconstruct_lr, seed=li)
+        inps, dense_inps = prune_layer(layers[li], li, inps, kws, cfg, report, dense_inps, measure_only)
+        if li in report.reconstruction:
             bar.set_postfix(err=f"{report.reconstruction[li][0]:.3g}->{report.reconstruction[li][1]:.3g}")
-        if tune:
-            dense_inps = targets
-        # 2. this layer's (pruned) outputs are the next layer's inputs
-        inps = [_layer_out(layer(x, **kw)) for x, kw in zip(inps, kws)]
     return report

@@ -1,8 +1,9 @@
 """`compress sparse`: calibration-aware pruning, then the same anti-outlier W8A8 stages as `compress quantize`.
 
-Order: calibration set -> dense layers (float fallback) -> prune the float model layer by layer (Wanda /
-magnitude / SparseGPT) -> compress.quantize.run_quantize on the pruned model (its activation statistics, smoothing,
-int8, fallback and artifact writer, unchanged) -> the manifest gains a "sparsity" section. Smoothing and int8
+Order: calibration set -> dense layers (float fallback, one streamed measuring pass) -> prune layer by layer,
+streamed (streamed.py: one decoder layer in memory, each pruned layer written to a pruned HF directory; Wanda /
+magnitude / SparseGPT, block reconstruction) -> compress.quantize.run_quantize on the pruned directory (its
+activation statistics, smoothing, int8, fallback and artifact writer, unchanged) -> the manifest gains a "sparsity" section. Smoothing and int8
 rounding never turn a zero into a non-zero, so the pattern survives; int8 rounding may add a few zeros, which the
 manifest records separately.
 """
@@ -16,27 +17,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from runtime.errors import UserError
 
-from .driver import LINEARS, PruneConfig, prune_model
+from .driver import PruneConfig
 from .masks import check_pattern, parse_pattern
+from .streamed import prune_streamed
 
 
-def choose_dense_layers(hf, samples, pcfg: PruneConfig, k: int, progress: bool) -> tuple[list[int], dict[int, float]]:
-    """The k decoder layers whose pruning alone hurts their output most (measured with Wanda masks: cheap)."""
+def choose_dense_layers(src, hf_dir: Path, samples, pcfg: PruneConfig, k: int, progress: bool,
+                        log=None) -> tuple[list[int], dict[int, float]]:
+    """The k decoder layers whose pruning alone hurts their output most (measured with Wanda masks: cheap), in
+    one streamed pass over the source (nothing written)."""
     if k <= 0:
         return [], {}
     mcfg = dataclasses.replace(pcfg, method="magnitude" if pcfg.method == "magnitude" else "wanda", dense_layers=())
-    rep = prune_model(hf, samples, mcfg, progress, measure_only=True)
+    rep = prune_streamed(src, hf_dir, samples, mcfg, measure_only=True, progress=progress, log=log)
     order = sorted(rep.layer_error, key=lambda i: -rep.layer_error[i])
     return sorted(order[:k]), rep.layer_error
 
 
-def int8_sparsity(quant_tensors: dict[str, torch.Tensor], nm: tuple[int, int] | None) -> dict[str, Any]:
+def int8_sparsity(art, nm: tuple[int, int] | None) -> dict[str, Any]:
+    """module -> the share of zeros in its stored int8 weight (and the N:M check), read one tensor at a time
+    (all of them together are 6.5 GB at 7B)."""
     out = {}
-    for name, q in sorted(quant_tensors.items()):
+    for name in sorted(n for n in art.names() if n.endswith(".quant_weight")):
+        q = art.tensor(name)
         mod = name[: -len(".quant_weight")]
         d = {"int8_sparsity": round(float((q == 0).float().mean()), 6)}
         if nm is not None:
@@ -49,12 +54,9 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
                overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
     """The whole stage; returns the manifest written to `out`/artifact.json."""
     from calibration.data import build_calibration
-    from calibration.stats import load_hf_model
-    from compress.memsource import DictSource
     from compress.quantize import run_quantize, source_checksum
     from runtime.atomic import atomic_dir, check_out, clean_stale
-    from runtime.hf_export import export_hf_dir
-    from runtime.loaders import open_source, weight_names
+    from runtime.loaders import open_source
     from runtime.quant.artifact import MANIFEST, open_artifact, write_manifest
 
     pcfg.check()
@@ -84,45 +86,35 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
     from compress.preflight import preflight_quantize  # tokenizer, output, disk, RAM: before the heavy work
 
     preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, qopts, sparse=True, log=log)
-    log(f"[sparse 1/3] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
+    log(f"[sparse 1/4] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
-    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16  # as compress quantize: 7B+ runs in bf16
-    hf = load_hf_model(hf_dir, torch.bfloat16 if big else torch.float32)  # scores and updates are float32
     scores: dict[int, float] = {}
     if qopts.float_units is not None:
         dense = sorted(int(u) for u in qopts.float_units)
         chosen_by = "manual"
     else:
-        dense, scores = choose_dense_layers(hf, calib.samples, pcfg, qopts.disable_level, progress)
+        log(f"[sparse 2/4] dense layers: pruning error of every layer pruned alone (L{qopts.disable_level})")
+        dense, scores = choose_dense_layers(src, hf_dir, calib.samples, pcfg, qopts.disable_level, progress, log)
         chosen_by = "pruning error (relative output error of the layer pruned alone, Wanda masks)"
     extra = sorted(set(pcfg.dense_layers) - set(dense))
     pcfg = dataclasses.replace(pcfg, dense_layers=tuple(sorted(set(dense) | set(pcfg.dense_layers))))
-    log(f"[sparse 2/3] pruning {pcfg.method} {pcfg.pattern} {pcfg.sparsity:g}; dense+float layers {dense}"
-        + (f", dense int8 layers {extra}" if extra else "")
-        + (f"; block reconstruction {pcfg.reconstruct_epochs} epochs, lr {pcfg.reconstruct_lr:g}"
-           if pcfg.reconstruct_epochs else ""))
-    rep = prune_model(hf, calib.samples, pcfg, progress)
-    tensors = {n: src.get(n).clone() for n in weight_names(cfg)}
-    for li, layer in enumerate(hf.model.layers):
-        for n in LINEARS:
-            tensors[f"model.layers.{li}.{n}.weight"] = layer.get_submodule(n).weight.data.to(tensors[
-                f"model.layers.{li}.{n}.weight"].dtype).clone()
-    del hf
-    log("[sparse 3/3] anti-outlier W8A8 on the pruned model (compress quantize's stages)")
     qopts = dataclasses.replace(qopts, float_units=[str(i) for i in dense], disable_level=len(dense))
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out.parent, out.name)  # a killed run's working copy (its pid is in the name)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-{os.getpid()}-sparse-", dir=out.parent) as td:
+        log(f"[sparse 3/4] pruning {pcfg.method} {pcfg.pattern} {pcfg.sparsity:g} layer by layer; dense+float "
+            f"layers {dense}" + (f", dense int8 layers {extra}" if extra else "")
+            + (f"; block reconstruction {pcfg.reconstruct_epochs} epochs, lr {pcfg.reconstruct_lr:g}"
+               if pcfg.reconstruct_epochs else ""))
         pruned_dir = Path(td) / "pruned"
-        export_hf_dir(DictSource(cfg, tensors), tokenizer, pruned_dir, dtype=tensors[weight_names(cfg)[0]].dtype)
+        rep = prune_streamed(src, hf_dir, calib.samples, pcfg, out_dir=pruned_dir, tokenizer=tokenizer,
+                             progress=progress, log=log)
+        log("[sparse 4/4] anti-outlier W8A8 on the pruned model (compress quantize's stages)")
         stage = Path(td) / "stage"
         run_quantize(pruned_dir, model_name, tokenizer, stage, calib_path, qopts, overwrite=True, progress=progress,
                      log=lambda s: log("    " + s))
         art = open_artifact(stage, check=True)
-        q = {f"{m}.quant_weight": art.tensor(f"{m}.quant_weight")
-             for m in (n.rsplit(".", 1)[0] for n in art.names() if n.endswith(".quant_weight"))}
-        nm = parse_pattern(pcfg.pattern)
-        i8 = int8_sparsity(q, nm)
+        i8 = int8_sparsity(art, parse_pattern(pcfg.pattern))
         m = {k: v for k, v in art.manifest.items() if k != "files"}
         m["source"] = {**m["source"], "path": str(hf_dir), "sha256": source_checksum(hf_dir)}
         m["method"] = {**m["method"], "name": "sparse-anti-outlier-w8a8"}
