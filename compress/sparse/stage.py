@@ -93,7 +93,8 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
         dense = sorted(int(u) for u in qopts.float_units)
         chosen_by = "manual"
     else:
-        log(f"[sparse 2/4] dense layers: pruning error of every layer pruned alone (L{qopts.disable_level})")
+        if qopts.disable_level > 0:
+            log(f"[sparse 2/4] dense layers: pruning error of every layer pruned alone (L{qopts.disable_level})")
         dense, scores = choose_dense_layers(src, hf_dir, calib.samples, pcfg, qopts.disable_level, progress, log)
         chosen_by = "pruning error (relative output error of the layer pruned alone, Wanda masks)"
     extra = sorted(set(pcfg.dense_layers) - set(dense))
