@@ -10,6 +10,7 @@ typically a random-weight LLaMA-2 from ../shared/peers/make_random_llama.py:
 
 and appends one JSON line: the command, layers, wall seconds, peak RSS (GNU time's "Maximum resident set
 size") and the CPU model; the stage's own log (stderr, kept in the output above) gives the seconds per phase.
+`--stage sparse` also records the seconds of every layer of the pruning half (`layer_s`, from its log).
 Growth per layer: run it on --layers 2 and 4 checkpoints of the same width and compare.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,9 +55,17 @@ def main() -> None:
     cmd = [str(exe), a.stage, "--model", a.model, *(["--weights", a.weights] if a.weights else []), "--out", str(a.out),
            "--threads", str(a.threads), "--force", *rest]
     t0 = time.time()
-    p = subprocess.run([gnu_time, "-v", *cmd], stderr=subprocess.PIPE, text=True)
+    with tempfile.TemporaryFile("w+") as ef:  # a file, not a pipe: the progress bars would fill a pipe
+        p = subprocess.Popen([gnu_time, "-v", *cmd], stdout=subprocess.PIPE, stderr=ef, text=True)
+        lines = []
+        for line in p.stdout:  # the stage's log, passed through as it comes and kept for its per-layer times
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+        p.wait()
+        ef.seek(0)
+        err = ef.read()
     wall = time.time() - t0
-    err = p.stderr
     sys.stderr.write(err[-4000:])
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     cfg = json.loads((Path(a.weights or a.model) / "config.json").read_text())
@@ -63,6 +73,11 @@ def main() -> None:
            "hidden": cfg["hidden_size"], "wall_s": round(wall, 1),
            "peak_rss_gib": round(int(m.group(1)) * 1024 / 2**30, 3) if m else None, "cpu": cpu_model(),
            "cores": os.cpu_count()}
+    # compress sparse logs "<what>: layer i in S s" per layer of its pruning half (and of its measuring pass)
+    per_layer = [(m.group(1), float(m.group(2))) for m in
+                 (re.search(r"^\s*(.+?): layer \d+ in ([\d.]+) s", ln) for ln in lines) if m]
+    for what in dict.fromkeys(w for w, _ in per_layer):
+        res.setdefault("layer_s", {})[what] = [s for w, s in per_layer if w == what]
     man = a.out / "artifact.json"
     if p.returncode == 0 and man.is_file():
         info = json.loads(man.read_text())

@@ -3,8 +3,9 @@
 Before the calibration and smoothing (minutes to hours at 7B) we check that the tokenizer can be
 written, that the output directory can be created, that the disk holds the artifact and that RAM
 holds the plan. The estimates are computed from the model config and describe the CURRENT
-pipelines: compress quantize streams one layer at a time (compress/stream), compress sparse still
-prunes the whole model in memory. README "Real scale" compares them with measured peaks.
+pipelines: compress quantize streams one layer at a time (compress/stream), compress sparse prunes
+one layer at a time too (compress/sparse/streamed.py), then quantizes as compress quantize does.
+README "Real scale" compares them with measured peaks.
 """
 from __future__ import annotations
 
@@ -92,18 +93,22 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
     return peak, how
 
 
-def sparse_peak_bytes(cfg: ModelConfig, src_bytes: int, calib_tokens: int) -> tuple[int, str]:
-    """Peak resident bytes of `compress sparse`, which still prunes the whole transformers model in memory
-    (bf16 from 7B width x 16 layers on, else fp32) and then holds the pruned tensors (source dtype) while
-    its inner streamed quantize runs."""
-    pc = param_counts(cfg)
-    big = cfg.hidden_size * cfg.num_hidden_layers > 4096 * 16
-    hf = pc.total * (2 if big else 4)
-    acts = calib_tokens * max(cfg.hidden_size, cfg.intermediate_size) * 4 * 4
-    held = pc.total * src_bytes
-    peak = BASE_BYTES + int((hf + acts + held) * MARGIN)
-    return peak, (f"{pc.total / 1e9:.2f} B params: the model pruned in memory {fmt_bytes(hf)} and its pruned "
-                  f"tensors {fmt_bytes(held)}; +10% and {fmt_bytes(BASE_BYTES)} for the process")
+def sparse_peak_bytes(cfg: ModelConfig, src_bytes: int, opts, prune) -> tuple[int, str]:
+    """Peak resident bytes of `compress sparse`: its streamed pruning half (compress/sparse/memory.py), then the
+    streamed quantize half on the pruned checkpoint (no rotation, so embeddings stay tied), one after the other.
+    prune: the PruneConfig (reconstruction and SparseGPT change the pruning half)."""
+    from .quantize import gptq_fits
+    from .sparse.memory import prune_half_bytes
+
+    work, how = prune_half_bytes(cfg, src_bytes, opts.calib_samples, opts.calib_seq_len,
+                                 reconstruct=prune is None or prune.reconstruct_epochs > 0,
+                                 sparsegpt=prune is not None and prune.method == "sparsegpt")
+    prune_peak = BASE_BYTES + int(work * MARGIN)
+    gptq = opts.gptq if opts.gptq is not None else gptq_fits(cfg)
+    q_peak, q_how = quantize_peak_bytes(cfg, src_bytes, untie=False, scoring=False, gptq=bool(gptq),
+                                        calib_tokens=opts.calib_samples * opts.calib_seq_len)
+    return max(prune_peak, q_peak), (f"{how}: {fmt_bytes(prune_peak)} with the process; then the quantize half "
+                                     f"{fmt_bytes(q_peak)} ({q_how})")
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -161,11 +166,11 @@ def check_memory(need: int, how: str, what: str, skip: bool, log=print) -> None:
 
 
 def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, opts, *, sparse: bool = False,
-                       log=print) -> dict[str, int]:
+                       prune=None, log=print) -> dict[str, int]:
     """All of the checks (opts: QuantizeOptions); returns the estimates (bytes) for the log.
 
-    sparse=True: `compress sparse`, which also holds the pruned tensors (source dtype) through its inner
-    quantize run and writes them once more (a pruned HF copy in its temporary directory)."""
+    sparse=True: `compress sparse` (prune: its PruneConfig), which writes the pruned checkpoint once more (a
+    pruned HF copy in its temporary directory) before its inner quantize run."""
     from .quantize import gptq_fits
 
     scoring = not sparse and opts.rank_by == "error" and (opts.disable_level > 0 or opts.float_units is None)
@@ -180,7 +185,7 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
     check_disk(out, disk, "the artifact (int8 linears + anti_weight/ in the source dtype) and, until it is "
                "written, the per-layer working copy beside it" + (" + the pruned copy" if sparse else ""))
     if sparse:
-        peak, how = sparse_peak_bytes(cfg, src_bytes, opts.calib_samples * opts.calib_seq_len)
+        peak, how = sparse_peak_bytes(cfg, src_bytes, opts, prune)
     else:
         peak, how = quantize_peak_bytes(cfg, src_bytes, untie=untie, scoring=opts.fallback_unit == "layer",
                                         gptq=bool(gptq), calib_tokens=opts.calib_samples * opts.calib_seq_len,

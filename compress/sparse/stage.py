@@ -85,7 +85,8 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
         raise UserError(f"--disable-level L{qopts.disable_level} exceeds the {cfg.num_hidden_layers} decoder layers")
     from compress.preflight import preflight_quantize  # tokenizer, output, disk, RAM: before the heavy work
 
-    preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, qopts, sparse=True, log=log)
+    preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, qopts, sparse=True,
+                       prune=pcfg, log=log)
     log(f"[sparse 1/4] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
     scores: dict[int, float] = {}
