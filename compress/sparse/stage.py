@@ -3,9 +3,9 @@
 Order: calibration set -> dense layers (float fallback, one streamed measuring pass) -> prune layer by layer,
 streamed (streamed.py: one decoder layer in memory, each pruned layer written to a pruned HF directory; Wanda /
 magnitude / SparseGPT, block reconstruction) -> compress.quantize.run_quantize on the pruned directory (its
-activation statistics, smoothing, int8, fallback and artifact writer, unchanged) -> the manifest gains a "sparsity" section. Smoothing and int8
-rounding never turn a zero into a non-zero, so the pattern survives; int8 rounding may add a few zeros, which the
-manifest records separately.
+activation statistics, smoothing, int8, fallback and artifact writer, unchanged) -> the manifest gains a
+"sparsity" section. Smoothing and int8 rounding never turn a zero into a non-zero, so the pattern survives; int8
+rounding may add a few zeros, which the manifest records separately.
 """
 from __future__ import annotations
 
