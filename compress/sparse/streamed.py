@@ -26,6 +26,7 @@ from tqdm import tqdm
 from runtime.config import ModelConfig
 from runtime.format.streamed import PendingTensor, save_tensors_streamed
 from runtime.loaders import weight_names
+from runtime.memory import limit_heap_fragmentation, release_free_memory
 
 from ..stream.layers import layer_names
 from .driver import PruneConfig, PruneReport, prune_layer
@@ -97,6 +98,9 @@ def prune_streamed(src, hf_dir: Path, samples, cfg: PruneConfig, *, out_dir: Pat
     if isinstance(samples, (list, tuple)):
         samples = torch.cat(list(samples), 0)
     cfg.check()
+    # a layer loop of 4-32 MiB temporaries (one sequence's activations) fragments glibc's heap: as the
+    # streamed quantize pass does (compress/stream/pipeline.py), fix the mmap threshold and trim per layer
+    limit_heap_fragmentation()
     mcfg = src.config
     dtype = dtype or prune_dtype(mcfg)
     hf_cfg = hf_config(hf_dir)
@@ -138,6 +142,7 @@ def prune_streamed(src, hf_dir: Path, samples, cfg: PruneConfig, *, out_dir: Pat
             weight_map.update(dict.fromkeys(out, layer_file(li)))
             del sd, out
         del layer, norms
+        release_free_memory()
         secs = time.time() - t0
         rec = report.reconstruction.get(li)
         bar.set_postfix_str(f"{secs:.0f}s" + (f" err {rec[0]:.3g}->{rec[1]:.3g}" if rec else ""))
