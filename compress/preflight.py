@@ -105,8 +105,10 @@ def sparse_peak_bytes(cfg: ModelConfig, src_bytes: int, opts, prune) -> tuple[in
                                  sparsegpt=prune is not None and prune.method == "sparsegpt")
     prune_peak = BASE_BYTES + int(work * MARGIN)
     gptq = opts.gptq if opts.gptq is not None else gptq_fits(cfg)
-    q_peak, q_how = quantize_peak_bytes(cfg, src_bytes, untie=False, scoring=False, gptq=bool(gptq),
-                                        calib_tokens=opts.calib_samples * opts.calib_seq_len)
+    # the inner run carries the scoring streams as compress quantize does (layer units; sparse keeps layers)
+    q_peak, q_how = quantize_peak_bytes(cfg, src_bytes, untie=False, scoring=opts.fallback_unit == "layer",
+                                        gptq=bool(gptq), calib_tokens=opts.calib_samples * opts.calib_seq_len,
+                                        sens_tokens=min(opts.sens_samples, opts.calib_samples) * opts.calib_seq_len)
     return max(prune_peak, q_peak), (f"{how}: {fmt_bytes(prune_peak)} with the process; then the quantize half "
                                      f"{fmt_bytes(q_peak)} ({q_how})")
 
