@@ -175,7 +175,6 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
     pruned HF copy in its temporary directory) before its inner quantize run."""
     from .quantize import gptq_fits
 
-    scoring = not sparse and opts.rank_by == "error" and (opts.disable_level > 0 or opts.float_units is None)
     untie = not sparse and bool(opts.rotate_residual) and cfg.tie_word_embeddings
     gptq = opts.gptq if opts.gptq is not None else gptq_fits(cfg)
     what = "compress sparse" if sparse else "compress quantize"
