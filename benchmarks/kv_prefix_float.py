@@ -5,7 +5,9 @@ artifact against the float model with the prefix (the quantization error alone),
 `runtime ppl --quant ART --kl-divergence` compares the artifact with its float model WITHOUT the prefix:
 the sum of both effects, which is what a user of the artifact gets.
 
-    python benchmarks/kv_prefix_float.py ART --windows 20 [--text-recipe hf] [--threads 1] [--json out.json]
+    python benchmarks/kv_prefix_float.py ART --windows 60 --report 20,60 [--text-recipe hf] [--threads 1] [--json out.json]
+
+(one pass over the first --windows windows; --report gives the figures over the first N of them too)
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("artifact", type=Path)
     ap.add_argument("--windows", type=int, default=20)
+    ap.add_argument("--report", default=None, help="comma-separated window counts to report (default: --windows)")
     ap.add_argument("--text-recipe", default="hf", choices=["hf", "raw"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
@@ -45,17 +48,21 @@ def main() -> None:
     with_prefix = build_model(src)
     attach(with_prefix, prefix)
     int8, _, _ = load_artifact_model(a.artifact)
-    rows = {}
+    report = [int(w) for w in a.report.split(",")] if a.report else [a.windows]
+    rows: dict[str, dict] = {}
     for name, model, ref in [("float_with_prefix_vs_float", with_prefix, plain),
                              ("int8_with_prefix_vs_float_with_prefix", int8, with_prefix),
                              ("int8_with_prefix_vs_float", int8, plain)]:
-        s = kl_token_arrays(model, LiveReference(ref, wins), wins).summary(a.windows)
-        rows[name] = {**s.as_dict(), "delta_pct": 100 * (s.ppl / s.ppl_float - 1)}
-        print(f"{name:40s} ppl {s.ppl:.3f} vs {s.ppl_float:.3f} ({rows[name]['delta_pct']:+.2f}%) "
-              f"KLD {s.kld_mean:.5f} top-1 {100 * s.top1_agreement:.2f}%", flush=True)
+        arrays = kl_token_arrays(model, LiveReference(ref, wins), wins)
+        for w in report:
+            s = arrays.summary(w)
+            rows[f"{name}@{w}"] = {**s.as_dict(), "delta_pct": 100 * (s.ppl / s.ppl_float - 1)}
+            print(f"{name:40s} {w:3d} windows: ppl {s.ppl:.3f} vs {s.ppl_float:.3f} "
+                  f"({rows[f'{name}@{w}']['delta_pct']:+.2f}%) KLD {s.kld_mean:.5f} top-1 {100 * s.top1_agreement:.2f}%",
+                  flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps({"artifact": str(a.artifact), "windows": a.windows, "text_recipe":
-                                            a.text_recipe, "prefix": prefix.token_ids, "rows": rows}, indent=1))
+        Path(a.json).write_text(json.dumps({"artifact": str(a.artifact), "text_recipe": a.text_recipe,
+                                            "prefix": prefix.token_ids, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

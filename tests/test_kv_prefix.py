@@ -237,3 +237,17 @@ def test_resume_with_the_prefix_and_the_fingerprint_carries_it(tmp_path, data_di
     assert seen == [0, 1, 2, 3, 4] and any("discarding" in s for s in logs)
     assert not (tmp_path / "s" / "k_prefix.safetensors").exists()
     assert json.loads((tmp_path / "s" / "artifact.json").read_text())["format"]["version"] == "1.2.0"
+
+
+def test_kv_prefix_option_and_recipe_key():
+    from compress.recipe import QuantizeRecipe
+    from compress.stream.prefix import parse_prefix
+    from runtime.errors import UserError
+
+    assert parse_prefix("none") is None and parse_prefix(None) is None
+    assert parse_prefix("0,198") == (0, 198)
+    with pytest.raises(UserError, match="comma-separated token ids"):
+        parse_prefix("eot")
+    with pytest.raises(UserError, match="0..9"):
+        parse_prefix("12", vocab_size=10)
+    assert QuantizeRecipe.parse({"kv_prefix": [0, 198]}, "t").kv_prefix == "0,198"
