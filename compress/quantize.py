@@ -67,6 +67,9 @@ class QuantizeOptions:
     # int8 per output channel, inputs still float, so the unit keeps float activations at half the bf16 bytes)
     fallback_weights: str = "float"
     skip_memory_check: bool = False  # run even where the pre-flight RAM estimate exceeds MemAvailable
+    # attention-sink KV prefix (compress/stream/prefix.py, runtime/kv_prefix.py): token ids whose float
+    # keys/values every sequence starts with; calibrated with them in attention, out of every statistic
+    kv_prefix: tuple[int, ...] | None = None
 
     def check(self) -> None:
         if self.act_method not in ("static", "dynamic"):
@@ -284,6 +287,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     from .checks import check_calibration, check_float_units
 
     check_float_units(opts.float_units, opts.fallback_unit, cfg)
+    if opts.kv_prefix and not all(0 <= t < cfg.vocab_size for t in opts.kv_prefix):
+        raise UserError(f"--kv-prefix {','.join(map(str, opts.kv_prefix))}: token ids must lie in "
+                        f"0..{cfg.vocab_size - 1} (the model's vocabulary)")
     check_calibration(opts.calib_samples, opts.calib_seq_len, cfg)
     if opts.gptq is None:
         opts.gptq = gptq_fits(cfg)
@@ -377,6 +383,13 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
         "schemes": scheme_names(cfg, art_kinds, fmods, opts.fallback_weights),
         "tensor_parallel": None,
     }
+    if opts.kv_prefix:  # format 1.3: every sequence starts with these float keys/values (runtime/kv_prefix.py)
+        from runtime.kv_prefix import manifest_entry
+
+        manifest["kv_prefix"] = manifest_entry(list(opts.kv_prefix), cfg.num_hidden_layers)
+    from runtime.format.manifest import artifact_version
+
+    manifest["format"]["version"] = artifact_version(manifest)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         export_hf_dir(WorkSource(cfg, work), tokenizer, tmp / ANTI_DIR, dtype=src_dtype, progress=progress)
         log("    int8 tensor files, then the sha256 of every file")

@@ -27,6 +27,7 @@ class QuantizeRecipe:
     calib_samples: int = 64
     calib_seq_len: int = 512
     seed: int = 0
+    kv_prefix: str | None = None  # attention-sink KV prefix token ids, "0" or "0,198" (None / "none": off)
 
     @classmethod
     def parse(cls, d: dict[str, Any], where: str) -> "QuantizeRecipe":
@@ -41,6 +42,8 @@ class QuantizeRecipe:
                 v = None if v is None else tuple(int(u) for u in v)
             elif v is not None and k in ("calib_samples", "calib_seq_len", "seed", "hadamard_block"):
                 v = int(v)
+            elif k == "kv_prefix" and isinstance(v, list):
+                v = ",".join(str(int(t)) for t in v)
             elif k == "gptq":
                 v = bool(v)
             elif v is not None:

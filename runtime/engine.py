@@ -1,6 +1,10 @@
 """The engine: batching with left padding, the KV cache, prefill and decode steps, and timing.
 
 `run`, the performance matrix and the MMLU mode are all thin clients of Engine.
+
+A model with a fixed KV prefix (runtime/kv_prefix.py, artifact format 1.3) has its keys/values at cache
+positions 0..P-1 of every row: every entry point here fills them first and runs the caller's tokens at
+positions P.., with every mask extended by P always-visible columns. `max_seq_len` counts the P positions.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import UserError
+from .kv_prefix import prefix_length
 from .model import KVCache, Llama
 from .rope import rope_tables
 from .sampling import SamplingParams, next_tokens
@@ -86,6 +91,11 @@ class Engine:
                                                          else (self.eos_ids[0] if self.eos_ids else 0))
         self.device = model.device
         self.cos, self.sin = rope_tables(self.cfg, max_seq_len, model.dtype, model.device)
+        self.prefix = getattr(model, "kv_prefix", None)  # fixed keys/values every sequence starts with
+        self.P = prefix_length(model)
+        if self.P >= max_seq_len:
+            raise UserError(f"max_seq_len {max_seq_len} leaves no room after the artifact's {self.P}-token KV "
+                            "prefix: raise --max-seq-len")
         self._cache: KVCache | None = None
         self._cache_shape: tuple[int, int] | None = None
 
@@ -133,7 +143,7 @@ class Engine:
                 packed[b, S2 - len(row):] = row
                 v2[b, S2 - len(row):] = True
             ids, valid = packed, v2
-        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0) + self.P  # after the fixed prefix, if any
         return Batch(ids.to(self.device), valid.to(self.device), pos.to(self.device), not bool(valid.all()))
 
     def _rope(self, positions: torch.Tensor):
@@ -144,7 +154,28 @@ class Engine:
             self._cache = None  # free the old one before allocating
             self._cache = self.model.new_cache(batch, length)
             self._cache_shape = (batch, length)
+            if self.prefix is not None:  # positions 0..P-1; the caller's tokens never overwrite them
+                self.prefix.fill(self._cache)
         return self._cache
+
+    def _with_prefix(self, valid: torch.Tensor) -> torch.Tensor:
+        """[B, S] validity of the caller's tokens -> [B, P + S]: the prefix columns are always visible."""
+        if not self.P:
+            return valid
+        return torch.cat([torch.ones(valid.shape[0], self.P, dtype=torch.bool, device=valid.device), valid], 1)
+
+    def _prefix_mask(self, valid: torch.Tensor) -> torch.Tensor:
+        """The prefill mask [B, 1, S, P + S] of padded rows after the prefix."""
+        return self._with_prefix_rows(self._prefill_mask(valid)).unsqueeze(1)
+
+    def _with_prefix_rows(self, m: torch.Tensor) -> torch.Tensor:
+        if not self.P:
+            return m
+        B, S, _ = m.shape
+        return torch.cat([torch.ones(B, S, self.P, dtype=torch.bool, device=m.device), m], -1)
+
+    def _budget(self) -> str:
+        return f" ({self.P} of them taken by the artifact's KV prefix)" if self.P else ""
 
     def release_cache(self) -> None:
         self._cache, self._cache_shape = None, None
@@ -163,32 +194,40 @@ class Engine:
         """Float32 logits for every position (or the last) of a batch, no cache; rows are returned
         in the caller's padding layout only when no padding was given (else right-aligned)."""
         b = self.prepare(input_ids, attention_mask)
-        if b.ids.shape[1] > self.max_seq_len:
-            raise UserError(f"sequence of {b.ids.shape[1]} tokens exceeds max_seq_len {self.max_seq_len}")
+        if b.ids.shape[1] + self.P > self.max_seq_len:
+            raise UserError(f"sequence of {b.ids.shape[1]} tokens exceeds max_seq_len {self.max_seq_len}"
+                            f"{self._budget()}")
         cos, sin = self._rope(b.positions)
-        mask = self._prefill_mask(b.valid).unsqueeze(1) if b.padded else None
-        return self.model(b.ids, cos, sin, None, 0, mask, last_only=last_only)
+        if not self.P:
+            mask = self._prefill_mask(b.valid).unsqueeze(1) if b.padded else None
+            return self.model(b.ids, cos, sin, None, 0, mask, last_only=last_only)
+        # the prefix lives in a cache: the tokens run as a chunk after it (causal among themselves)
+        cache = self._get_cache(b.ids.shape[0], self.P + b.ids.shape[1])
+        mask = self._prefix_mask(b.valid) if b.padded else None
+        return self.model(b.ids, cos, sin, cache, self.P, mask, last_only=last_only)
 
     # ---- scoring after a shared prefix (MMLU's few-shot header is common to a subject's questions) --
     @torch.inference_mode()
     def prefill_prefix(self, prefix_ids: list[int], batch: int, room: int) -> "PrefixCache":
         """Run a prefix shared by many prompts once; keep its keys/values for `batch` rows with `room`
         free positions after it for each row's own tokens (see `logits_after_prefix`)."""
-        L = len(prefix_ids)
+        L, P = len(prefix_ids), self.P
         if L < 1 or batch < 1 or room < 1:
             raise UserError("prefill_prefix needs a non-empty prefix, batch >= 1 and room >= 1")
-        if L + room > self.max_seq_len:
-            raise UserError(f"prefix of {L} tokens + {room} more exceeds max_seq_len {self.max_seq_len}: "
-                            "raise --max-seq-len")
+        if P + L + room > self.max_seq_len:
+            raise UserError(f"prefix of {L} tokens + {room} more exceeds max_seq_len {self.max_seq_len}"
+                            f"{self._budget()}: raise --max-seq-len")
         ids = torch.tensor([prefix_ids], dtype=torch.int64)
         self._check_ids(ids)
-        one = self.model.new_cache(1, L)
-        cos, sin = self._rope(torch.arange(L, device=self.device)[None])
-        self.model(ids.to(self.device), cos, sin, one, 0, None, last_only=True)
-        cache = self.model.new_cache(batch, L + room)
+        one = self.model.new_cache(1, P + L)
+        if self.prefix is not None:
+            self.prefix.fill(one)
+        cos, sin = self._rope(torch.arange(P, P + L, device=self.device)[None])
+        self.model(ids.to(self.device), cos, sin, one, P, None, last_only=True)
+        cache = self.model.new_cache(batch, P + L + room)
         for dst, src in zip(cache.k + cache.v, one.k + one.v):
-            dst[:, :, :L] = src  # the same prefix for every row
-        return PrefixCache(cache, L, batch)
+            dst[:, :, :P + L] = src  # the same (fixed prefix +) shared prefix for every row
+        return PrefixCache(cache, P + L, batch)
 
     @torch.inference_mode()
     def logits_after_prefix(self, prefix: "PrefixCache", suffixes: list[list[int]]) -> torch.Tensor:
@@ -231,22 +270,24 @@ class Engine:
         b = self.prepare(input_ids, attention_mask)
         B, S = b.ids.shape
         total = S + max_new_tokens
-        if total > self.max_seq_len:
+        if self.P + total > self.max_seq_len:
             raise UserError(f"prompt of {S} tokens + {max_new_tokens} new tokens = {total} exceeds max_seq_len "
-                            f"{self.max_seq_len}: shorten the prompt, lower --max-new-tokens or raise --max-seq-len")
+                            f"{self.max_seq_len}{self._budget()}: shorten the prompt, lower --max-new-tokens or "
+                            "raise --max-seq-len")
+        P = self.P
         gen = torch.Generator(device="cpu").manual_seed(sampling.seed) if sampling.temperature > 0 else None
-        cache = self._get_cache(B, total)
+        cache = self._get_cache(B, P + total)
         eos = torch.tensor(self.eos_ids or [-1], device=self.device)
         out = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.int64, device=self.device)
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         lengths = [max_new_tokens] * B
-        valid = b.valid
+        valid = self._with_prefix(b.valid)  # [B, P + S]: the cache columns a decode step may see
         step_ms: list[float] = []
 
         t0 = time.perf_counter()
         cos, sin = self._rope(b.positions)
-        mask = self._prefill_mask(valid).unsqueeze(1) if b.padded else None
-        logits = self.model(b.ids, cos, sin, cache, 0, mask, last_only=True)[:, -1]
+        mask = self._prefix_mask(b.valid) if b.padded else None
+        logits = self.model(b.ids, cos, sin, cache, P, mask, last_only=True)[:, -1]
         pos = b.positions[:, -1]
         tok = next_tokens(logits, sampling, gen).to(self.device)
         first_ms = (time.perf_counter() - t0) * 1e3
@@ -258,7 +299,7 @@ class Engine:
                 if b.padded:  # only padded batches need a mask; unpadded ones skip building it per step
                     valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)
                     mask = valid[:, None, None, :]
-                logits = self.model(tok[:, None], cos, sin, cache, S + t - 1, mask)[:, -1]
+                logits = self.model(tok[:, None], cos, sin, cache, P + S + t - 1, mask)[:, -1]
                 tok = next_tokens(logits, sampling, gen).to(self.device)
                 step_ms.append((time.perf_counter() - t1) * 1e3)
             if not ignore_eos:  # with EOS ignored no row is ever done

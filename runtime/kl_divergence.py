@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .kv_prefix import prefix_length
 
 MAGIC = b"LCKLD\n"
 CACHE_VERSION = 1
@@ -92,7 +93,7 @@ class LiveReference:
     def __init__(self, model, windows: Windows, desc: str = ""):
         from .engine import Engine
 
-        self.engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows))
+        self.engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows) + prefix_length(model))
         self.desc = desc
 
     def window(self, i: int, ids: torch.Tensor, first: int) -> TokenReference:
@@ -216,7 +217,7 @@ def kl_token_arrays(model, reference, windows: Windows, writer: CacheWriter | No
 
     if not windows:
         raise UserError("no perplexity windows: the text is shorter than two tokens")
-    engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows))
+    engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows) + prefix_length(model))
     kls, sames, nlls, nll_refs = [], [], [], []
     try:
         for i, (ids, first) in enumerate(tqdm(windows, desc=desc, disable=not progress, unit="win")):

@@ -170,6 +170,9 @@ class Llama(nn.Module):
         self.device = binder.device
         attn = self.layers[0].self_attn if len(self.layers) else None
         self.n_kv_local = attn.n_kv if attn else cfg.num_key_value_heads
+        # fixed keys/values at cache positions 0..P-1 of every sequence (runtime/kv_prefix.py; the Engine
+        # fills them and offsets positions and masks; this module needs nothing else)
+        self.kv_prefix = None
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         return KVCache(len(self.layers), batch, self.n_kv_local, max_len, self.config.head_dim, self.dtype, self.device)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .kv_prefix import prefix_length
 from .presets import shared_dir
 
 
@@ -102,7 +103,7 @@ def perplexity(model, windows: list[tuple[torch.Tensor, int]], progress: bool = 
 
     if not windows:
         raise UserError("no perplexity windows: the text is shorter than two tokens")
-    engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows))
+    engine = Engine(model, max_seq_len=max(w.shape[1] for w, _ in windows) + prefix_length(model))
     nll, n = 0.0, 0
     for ids, first in tqdm(windows, desc=desc, disable=not progress, unit="win"):
         logits = engine.logits(ids)[0, first - 1:-1].float()

@@ -5,6 +5,7 @@ packed W8A8 (cut, then packed rank by rank; or sliced at load), sliced at load t
 with TP=3, and the KV-head rule's replicated cases (N > KV heads; N not dividing the KV heads).
 """
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,11 @@ def reference(path: Path, ids: torch.Tensor, new: int, artifact: bool = False) -
         binder: Binder = packed_binder(path, src, art, torch.float32, "cpu") or QuantBinder(src, art)
         model = Llama(src.config, binder).eval()
         assert {k for n, k in binder.kinds.items() if n != "lm_head"} == {"int8"}  # really the int8 path
+        from runtime.kv_prefix import attach, load_kv_prefix, prefix_length
+
+        attach(model, load_kv_prefix(art.manifest, art, src.config.num_hidden_layers))  # format 1.3
+        return Engine(model, max_seq_len=ids.shape[1] + new + prefix_length(model),
+                      eos_ids=[]).generate(ids, None, new).output_ids.tolist()
     else:
         src = open_source(path)
         from runtime.loading import build_model
@@ -58,6 +64,13 @@ def runs(tmp_path_factory, smollm2_hf_dir):
                              dynamic=("o_proj", "down_proj"))
     cut(str(r32), 2, tmp / "r32-cut2", progress=False)
     cut(str(art), 2, tmp / "w8a8-cut2", progress=False)
+    # the attention-sink KV prefix (format 1.3): whole in the artifact, each rank keeps its plan's KV heads
+    from kv_prefix_helpers import add_prefix
+
+    pre = add_prefix(shutil.copytree(art, tmp / "r32-w8a8-prefix"), [1, 5])
+    cut(str(pre), 2, tmp / "prefix-cut2", progress=False)
+    mis_art = add_prefix(make_w8a8_artifact(mis, tmp / "mis-w8a8", torch.randint(3, 256, (4, 32), generator=gen)),
+                         [1])
     from compress.pack.artifact import pack_artifact
 
     pack_artifact(art, tmp / "w8a8-packed", progress=False)  # TP=1 reference of the packed units
@@ -78,6 +91,9 @@ def runs(tmp_path_factory, smollm2_hf_dir):
         ("smollm2_tp3", [0, 1, 2], "float", smollm2_hf_dir, smol_ids, smollm2_hf_dir, False),
         ("kv_fewer_than_ranks_tp4", [0, 1, 2, 3], "float", over, ids, over, False),
         ("kv_not_divisible_tp2", [0, 1], "float", mis, ids, mis, False),
+        ("prefix_tp2", [0, 1], "artifact", pre, ids, pre, True),
+        ("prefix_tp2_cut", [2, 3], "cut", tmp / "prefix-cut2", ids, pre, True),
+        ("prefix_kv_replicated_tp2", [0, 1], "artifact", mis_art, ids, mis_art, True),
     ]
     jobs = [{"name": n, "ranks": r, "kind": k, "path": str(p), "ids": i.tolist(), "new": NEW if "smol" not in n else 16}
             for n, r, k, p, i, _, _ in specs]
@@ -122,3 +138,12 @@ def test_kv_heads_replicated_when_needed(runs):
     for name, want in [("kv_fewer_than_ranks_tp4", (2, 1)), ("kv_not_divisible_tp2", (3, 3))]:
         assert results[name]["output_ids"] == refs[name], name
         assert (results[name]["n_heads_local"], results[name]["n_kv_local"]) == want, name
+
+
+@pytest.mark.parametrize("name", ["prefix_tp2", "prefix_tp2_cut", "prefix_kv_replicated_tp2"])
+def test_kv_prefix_tp_matches_tp1(runs, name):
+    """Every rank starts with its KV heads of the prefix (runtime/kv_prefix.py): TP=2 gives TP=1's tokens."""
+    results, refs = runs
+    assert results[name]["output_ids"] == refs[name]
+    if name != "prefix_kv_replicated_tp2":
+        assert refs[name] != refs["w8a8_tp2"]  # the prefix changes the output: it was really in the cache

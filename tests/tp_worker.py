@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from runtime.engine import Engine
+from runtime.kv_prefix import prefix_length
 from runtime.parallel.dist import TPContext, init_from_env
 from runtime.parallel.load import build_tp_model, load_cut_unit
 
@@ -42,7 +43,8 @@ def main() -> None:
 
             model = build_tp_model(open_source(job["path"]), sub, torch.float32)
         ids = torch.tensor(job["ids"], dtype=torch.int64)
-        g_out = Engine(model, max_seq_len=ids.shape[1] + job["new"], eos_ids=[]).generate(ids, None, job["new"])
+        room = ids.shape[1] + job["new"] + prefix_length(model)  # an artifact's KV prefix takes positions too
+        g_out = Engine(model, max_seq_len=room, eos_ids=[]).generate(ids, None, job["new"])
         kv = model.n_kv_local
         if sub.rank == 0:
             (out / f"{job['name']}.json").write_text(json.dumps({"output_ids": g_out.output_ids.tolist(),

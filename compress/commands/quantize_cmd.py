@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
         sens_samples: int = typer.Option(4, help="calibration sequences used to score units"),
         gptq: Optional[bool] = typer.Option(None, "--gptq/--no-gptq",
                                             help="GPTQ weight rounding (default: the preset's, else off)"),
+        kv_prefix: Optional[str] = typer.Option(None, help="attention-sink KV prefix: comma-separated token ids "
+                                                "whose float keys/values every sequence starts with (calibrated "
+                                                "with them in attention, out of every activation range; format "
+                                                "1.3), or none (default: the preset's, else none)"),
         seed: Optional[int] = typer.Option(None),
         threads: Optional[int] = typer.Option(None, help="CPU threads"),
         force: bool = typer.Option(False, help="replace an existing --out"),
@@ -82,6 +86,9 @@ def register(app: typer.Typer) -> None:
                              calib_samples=calib_samples, calib_seq_len=calib_seq_len, seed=seed,
                              calib_data=calib_data, float_units=units, fallback_unit=fallback_unit)
         opts.skip_memory_check = skip_memory_check
+        from compress.stream.prefix import parse_prefix
+
+        opts.kv_prefix = parse_prefix(kv_prefix if kv_prefix is not None else recipe.kv_prefix)
         hf_dir = imported_dir(ref)
         tok = tokenizer_for(ref, open_source(hf_dir))
         out = out or Path(f"{ref.name}-w8a8-L{opts.disable_level}")
@@ -91,4 +98,7 @@ def register(app: typer.Typer) -> None:
                    f"({m['method']['act_method']} activations), float {m['fallback']['unit']}s "
                    f"{m['fallback']['float_units']} (disable level {m['fallback']['disable_level']}, chosen by "
                    f"{m['fallback']['chosen_by']}), {s['bytes'] / 2**20:.1f} MiB, {s['seconds']:.0f} s")
+        if m.get("kv_prefix"):
+            typer.echo(f"KV prefix {m['kv_prefix']['token_ids']} (format {m['format']['version']}): every sequence "
+                       "starts with its float keys/values")
         typer.echo(f"check it with: compress verify {out}    run it with: runtime run --quant {out}")

@@ -81,6 +81,11 @@ def open_for_export(path: Path, fmt: str) -> ExportSource:
     if m.get("tensor_parallel"):
         raise UserError(f"{path} is one rank of a tensor-parallel cut ({m['tensor_parallel']}): export the "
                         "uncut artifact it was cut from and let the serving engine shard it")
+    if m.get("kv_prefix"):  # format 1.3: neither serving format has a place for fixed cache entries
+        raise UserError(f"{path} starts every sequence with a fixed KV prefix (kv_prefix, tokens "
+                        f"{m['kv_prefix'].get('token_ids')}; format 1.3), which a {fmt} export cannot carry: the "
+                        "serving engine would run without it, and the static ranges were calibrated with it. "
+                        "Re-run compress quantize with --kv-prefix none to export")
     if m.get("packing"):
         raise UserError(f"{path} holds packed sparse weights (compress pack), which {fmt} cannot store: "
                         f"run `compress unpack {path} --out DIR` and export DIR")

@@ -51,11 +51,27 @@ class StreamRunner:
     output (residual add included) in it, so storing them wider holds no more information, only twice the
     bytes (64 x 512 x 4096 activations: 256 MB in bf16 against 512 MB in float32, twice: in and out)."""
 
-    def __init__(self, cfg: ModelConfig, seq_len: int, dtype: torch.dtype, batch: int = 4):
-        cos, sin = rope_tables(cfg, seq_len, dtype, "cpu")
-        self.cos, self.sin = rope_for_layers(cos[None, None], sin[None, None])
+    def __init__(self, cfg: ModelConfig, seq_len: int, dtype: torch.dtype, batch: int = 4, offset: int = 0):
+        # offset = P with a KV prefix (compress/stream/prefix.py): the sequences sit at positions P..P+seq_len-1
+        cos, sin = rope_tables(cfg, offset + seq_len, dtype, "cpu")
+        self.cos, self.sin = rope_for_layers(cos[None, None, offset:], sin[None, None, offset:])
         self.dtype = dtype
         self.batch = batch
+        self.offset = offset
+        self.kv: tuple[torch.Tensor, torch.Tensor] | None = None  # the current layer's prefix keys/values
+
+    def _cache(self, layer: DecoderLayer, b: int, t: int):
+        """None, or a cache for `b` sequences of `t` tokens holding the prefix at positions 0..P-1."""
+        if self.kv is None:
+            return None
+        from .prefix import layer_cache
+
+        k, v = self.kv
+        P = k.shape[2]
+        ck = torch.empty(b, k.shape[1], P + t, k.shape[3], dtype=self.dtype)
+        cv = torch.empty_like(ck)
+        ck[:, :, :P], cv[:, :, :P] = k, v
+        return layer_cache(layer.self_attn.layer, ck, cv)
 
     @torch.inference_mode()
     def run(self, layer: DecoderLayer, xs: torch.Tensor, keep: int | None = None,
@@ -65,7 +81,9 @@ class StreamRunner:
         n = xs.shape[0]
         out = torch.empty((n if keep is None else min(keep, n), *xs.shape[1:]), dtype=self.dtype)
         for j in range(0, n, self.batch):
-            y = layer(xs[j:j + self.batch].to(self.dtype), self.cos, self.sin, None, 0, None)
+            xb = xs[j:j + self.batch].to(self.dtype)
+            cache = self._cache(layer, xb.shape[0], xb.shape[1])
+            y = layer(xb, self.cos, self.sin, cache, self.offset if cache is not None else 0, None)
             if keep is None:
                 out[j:j + y.shape[0]] = y
             elif j < keep:

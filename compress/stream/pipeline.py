@@ -30,6 +30,7 @@ from runtime.config import ModelConfig
 from runtime.memory import limit_heap_fragmentation, release_free_memory
 
 from .layers import StreamRunner, compute_dtype, float_layer, int8_layer, layer_names, observe_inputs
+from .prefix import open_prefix
 from .workdir import WorkDir
 
 # what the manifest says the unit score is (fallback.score), by unit
@@ -100,6 +101,7 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
     if start:
         log(f"    resuming from layer {start} of {L} ({work.path})")
         x = work.load_stream().to(compute_dtype(cfg))
+        prefix = open_prefix(opts.kv_prefix, work, start, None)
     else:
         head = head_tensors(src, cfg, rotation)
         if hasattr(src, "release"):
@@ -107,9 +109,10 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         work.save_head(head)
         ids = torch.cat([s.reshape(1, -1) for s in samples], 0)
         x = F.embedding(ids, head["model.embed_tokens.weight"]).to(compute_dtype(cfg))
+        prefix = open_prefix(opts.kv_prefix, work, 0, head["model.embed_tokens.weight"])  # None without one
         del head
     dtype = compute_dtype(cfg)
-    runner = StreamRunner(out_cfg, x.shape[1], dtype)
+    runner = StreamRunner(out_cfg, x.shape[1], dtype, offset=prefix.length if prefix is not None else 0)
     n_sens = max(1, min(opts.sens_samples, x.shape[0]))
     by_layer = opts.fallback_unit == "layer"
     # layer units: the float model's stream on the scoring sequences, and one stream per finished layer u
@@ -130,6 +133,8 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         # 2. float layer + statistics
         col = StatsCollector(opts.max_rows, _layer_seed(opts.seed, i), hessian=gptq)
         layer = float_layer(out_cfg, i, lt, dtype)
+        if prefix is not None:  # the KV prefix in every sequence's attention, never in a statistic (prefix.py)
+            runner.kv = prefix.keys_values(layer, out_cfg, dtype)
         hooks = observe_inputs(layer, i, col.observe)
         try:
             y_float = runner.run(layer, x, keep=n_sens)
@@ -149,6 +154,8 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         t2 = time.time()
         # 4. the next layer's inputs, and the scores
         fixed = i in fixed_float
+        if prefix is not None:  # the prefix after smoothing's folds: what the int8 layer and the artifact use
+            runner.kv = prefix.keys_values(float_layer(out_cfg, i, lt, dtype), out_cfg, dtype, advance=True)
         q_layer = int8_layer(out_cfg, i, lt, quant, dtype)
         y = runner.run(float_layer(out_cfg, i, lt, dtype) if fixed else q_layer, x)
         scores: dict[str, float] = {}
@@ -165,7 +172,10 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         t3 = time.time()
         # 5. save: the layer, then the streams (the resume point)
         secs = {"float+stats": t1 - t0, "search+int8": t2 - t1, "int8 forward+scores": t3 - t2}
-        work.save_layer(i, {**lt, **quant}, {"choices": choices, "scores": scores})
+        work.save_layer(i, {**lt, **quant, **(prefix.tensors(i, *runner.kv) if prefix is not None else {})},
+                        {"choices": choices, "scores": scores})
+        if prefix is not None:
+            prefix.save(work, i + 1)
         work.save_stream(y, i + 1, {"ref": ref, **{f"pert.{u}": t for u, t in pert.items()}} if by_layer else {})
         x = y
         release_free_memory()

@@ -83,4 +83,21 @@ def claim_problems(manifest: dict[str, Any], has: Callable[[str], bool],
             got = tensor(f"{mod}.deq_scale").float()
             if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-6, atol=0):
                 problems.append(f"{mod}.deq_scale is not input_scale * weight_scale")
-    return problems
+    return problems + _prefix_problems(manifest, has, tensor)
+
+
+def _prefix_problems(manifest: dict[str, Any], has: Callable[[str], bool], tensor) -> list[str]:
+    """The KV prefix (format 1.3): manifest and tensors agree; shapes from the source config."""
+    from ..kv_prefix import MANIFEST_KEY, prefix_problems
+
+    cfg = (manifest.get("source") or {}).get("config") or {}
+    if manifest.get(MANIFEST_KEY) is None and not has("model.layers.0.self_attn.k_prefix"):
+        return []
+    try:
+        n_layers, n_heads = int(cfg["num_hidden_layers"]), int(cfg["num_attention_heads"])
+        n_kv = int(cfg.get("num_key_value_heads") or n_heads)
+        hd = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // n_heads)
+    except (KeyError, TypeError, ValueError):
+        return [f"'{MANIFEST_KEY}' is set but source.config lacks the layer/head counts to check it against"]
+    # a cut rank stores the prefix whole too (runtime/kv_prefix.py): the same shapes
+    return prefix_problems(manifest, has, tensor, n_layers, n_kv, hd)

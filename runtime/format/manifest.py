@@ -22,11 +22,20 @@ class FormatSpec:
     fix: str  # what to do when the major version is not ours
 
 
-ARTIFACT = FormatSpec("llama-compress-artifact", "1.2.0", "artifact.json", "llama-compress artifact",
+ARTIFACT = FormatSpec("llama-compress-artifact", "1.3.0", "artifact.json", "llama-compress artifact",
                       "upgrade llama-compress to a release that reads it, or re-create the artifact with this "
                       "version's compress quantize")
 CUT = FormatSpec("llama-compress-tp-cut", "1.0.0", "cut.json", "`compress cut` directory",
                  "re-cut the model with this version's compress cut")
+# what a writer puts in format.version: the oldest minor that holds everything the artifact uses, so an
+# artifact without a 1.3 feature (kv_prefix) stays a 1.2.0 artifact
+ARTIFACT_BASE_VERSION = "1.2.0"
+
+
+def artifact_version(manifest: dict[str, Any]) -> str:
+    return ARTIFACT.version if manifest.get("kv_prefix") else ARTIFACT_BASE_VERSION
+
+
 PACKED = FormatSpec("llama-compress-packed-int8", "1.0.0", None, "packed int8 weight section",
                     "upgrade llama-compress or `compress unpack` the artifact with the release that packed it")
 

@@ -121,7 +121,7 @@ def run_mmlu(engine: Engine, tokenizer, data_dir: str | Path | None, out_dir: st
             continue
         bar.set_description(s[:24])
         # tokenize the whole subject so batches are the same as in an uninterrupted run
-        items = encode_items(tokenizer, tests[s], dev[s], shots, fmt, engine.max_seq_len)
+        items = encode_items(tokenizer, tests[s], dev[s], shots, fmt, engine.max_seq_len - engine.P)
         for ctx, bs in scorer.groups(items, batch):
             for b in bs:
                 if all((it.q.subject, it.q.index) in done for it in b):

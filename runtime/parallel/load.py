@@ -28,7 +28,14 @@ def build_tp_model(source, ctx: TPContext, dtype: torch.dtype, quant_tensors=Non
         binder = binder_for(quant_tensors, tp=ctx, dtype=dtype, float_source=source, presliced=presliced)
     else:  # a float model, or artifact tensors held elsewhere
         binder = binder_for(source, tp=ctx, dtype=dtype, tensors=quant_tensors, presliced=presliced)
-    return Llama(source.config, binder).eval()
+    model = Llama(source.config, binder).eval()
+    manifest = getattr(quant_tensors, "manifest", None)
+    if manifest is not None:  # the prefix is stored whole (a cut copies it): keep this rank's KV heads
+        from ..kv_prefix import attach, load_kv_prefix
+
+        prefix = load_kv_prefix(manifest, quant_tensors, source.config.num_hidden_layers)
+        attach(model, prefix, TPPlan.make(source.config, ctx.world).kv_heads(ctx.rank) if prefix else None)
+    return model
 
 
 def _barrier(ctx: TPContext) -> None:
@@ -71,16 +78,23 @@ def load_tp(model: str | None, weights: str | None, tokenizer: str | None, quant
     cut = quant if is_cut_dir(quant) else (Path(model) if is_cut_dir(model) else None)
     tag = f"TP {ctx.world} (backend {dist.get_backend() if dist.is_initialized() else 'none'})"
     if cut is not None:
+        from ..kv_prefix import describe
+
         m, tok_dir, manifest = load_cut_unit(Path(cut), ctx, dtype)
         tok = load_tokenizer(tokenizer or tok_dir)
-        return m, tok, f"{manifest['source'].get('name', '?')} cut {cut} ({manifest['kind']}) {tag}"
+        extra = f"; {describe(m)}" if describe(m) else ""
+        return m, tok, f"{manifest['source'].get('name', '?')} cut {cut} ({manifest['kind']}) {tag}{extra}"
     if quant is not None:
         from ..quant.artifact import ANTI_DIR, open_artifact
 
         art = open_artifact(Path(quant))
         src = open_source(Path(quant) / ANTI_DIR)
         tok = load_tokenizer(tokenizer or Path(quant) / ANTI_DIR)
-        return build_tp_model(src, ctx, dtype, art, artifact_root=Path(quant)), tok, f"artifact {quant} sliced at load, {tag}"
+        from ..kv_prefix import describe
+
+        model = build_tp_model(src, ctx, dtype, art, artifact_root=Path(quant))
+        extra = f"; {describe(model)}" if describe(model) else ""
+        return model, tok, f"artifact {quant} sliced at load, {tag}{extra}"
     ref = resolve_model(model, weights, tokenizer)
     if ctx.rank != 0:  # rank 0 imports a GGUF / llama2.c checkpoint into the cache once, the others wait
         _barrier(ctx)

@@ -45,8 +45,9 @@ def _prompt(batch: int, seq_in: int, vocab: int, seed: int) -> torch.Tensor:
 
 def skip_reason(engine: Engine, c: Case, headroom: float = 0.9) -> str | None:
     total = c.seq_in + c.seq_out
-    if total > engine.max_seq_len:
-        return f"seq_in+seq_out={total} exceeds max_seq_len {engine.max_seq_len} (raise --max-seq-len)"
+    if total + engine.P > engine.max_seq_len:
+        extra = f" with the {engine.P}-token KV prefix" if engine.P else ""
+        return f"seq_in+seq_out={total}{extra} exceeds max_seq_len {engine.max_seq_len} (raise --max-seq-len)"
     need = case_bytes(engine.model, c.batch, c.seq_in, c.seq_out)
     avail = available_bytes(engine.device)
     if avail is not None and need > headroom * avail:
@@ -95,8 +96,9 @@ def run_case(engine: Engine, c: Case, floor_bw: float, weight_dtype: str, seed: 
 
 def warm_up(engine: Engine, batch: int) -> float:
     """First calls build kernels and allocate; keep that out of every timed case. Returns a decode step's ms."""
-    n = min(16, max(1, engine.max_seq_len - 4))
-    g = engine.generate(_prompt(batch, n, engine.cfg.vocab_size, 1), None, min(3, engine.max_seq_len - n),
+    room = engine.max_seq_len - engine.P
+    n = min(16, max(1, room - 4))
+    g = engine.generate(_prompt(batch, n, engine.cfg.vocab_size, 1), None, max(1, min(3, room - n)),
                         ignore_eos=True)
     return g.step_ms[-1] if g.step_ms else g.first_token_ms
 

@@ -31,6 +31,8 @@ class Layout:
     BIAS    [out], added after the matmul: column -> rows; row -> rank 0 only (the all-reduce adds it once).
     PER_TENSOR [1]: whole on every rank.
     BLOCK   [1], an input rotation block: whole, and refused when blocks straddle a row-parallel cut.
+    KV_HEADS [n_kv, P, head_dim], the attention-sink prefix's keys/values (runtime/kv_prefix.py): stored
+            whole (a cut copies it to every rank); each rank keeps its plan's KV heads at load.
     """
 
     WEIGHT = "weight"
@@ -38,6 +40,7 @@ class Layout:
     BIAS = "bias"
     PER_TENSOR = "per_tensor"
     BLOCK = "block"
+    KV_HEADS = "kv_heads"
 
 
 # every tensor kind an artifact may hold as "<module>.<kind>" (plus the HF checkpoint's own), -> layout
@@ -136,3 +139,4 @@ def schemes_of(manifest: dict[str, Any], tensors: Tensors, modules: list[str]) -
 from . import w8a8 as _w8a8  # noqa: E402,F401  (registers float, w8a8-static, w8a8-dynamic)
 from . import packed_sparse as _packed  # noqa: E402,F401
 from . import w8a16 as _w8a16  # noqa: E402,F401
+from .. import kv_prefix as _kv_prefix  # noqa: E402,F401  (registers k_prefix, v_prefix: not a linear scheme)
