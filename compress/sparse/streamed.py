@@ -42,8 +42,11 @@ def layer_file(i: int) -> str:
 def prune_dtype(cfg: ModelConfig) -> torch.dtype:
     """The dtype the layers run in while pruning: bf16 from LLaMA-2-7B width on, float32 below. Scores,
     SparseGPT updates and reconstruction are float32 either way. By width, not size: a 7B checkpoint cut to 2
-    or 4 layers (README "Real scale") then prunes exactly as the full model does, bf16 streams included."""
-    return torch.bfloat16 if cfg.hidden_size >= 4096 else torch.float32
+    or 4 layers (README "Real scale") then prunes exactly as the full model does, bf16 streams included.
+    The quantize pass's own rule (compress/stream/layers.py), so the two halves compute alike."""
+    from ..stream.layers import compute_dtype
+
+    return compute_dtype(cfg)
 
 
 def hf_config(hf_dir: Path):
