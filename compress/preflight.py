@@ -44,15 +44,39 @@ def param_counts(cfg: ModelConfig) -> ParamCounts:
                        linears=L * per_layer, norms=(2 * L + 1) * h)
 
 
-def artifact_bytes(cfg: ModelConfig, src_bytes: int, untie: bool) -> int:
-    """int8 linears + anti_weight/ (every tensor in the source dtype; a rotated tied model gets its own
-    lm_head) + per-channel scales (fp32) + 2% and 16 MiB for headers, tokenizer, manifest."""
+def artifact_parts(cfg: ModelConfig, src_bytes: int, untie: bool) -> tuple[int, int]:
+    """(anti_weight/: every tensor in the source dtype, a rotated tied model getting its own lm_head;
+    the int8 linears with their per-channel scales in fp32), each + 2%, the second + 16 MiB for headers,
+    tokenizer and manifest."""
     pc = param_counts(cfg)
     head = pc.lm_head or (pc.embed if untie else 0)
     float_copy = (pc.embed + head + pc.linears + pc.norms) * src_bytes
     scales = cfg.num_hidden_layers * (cfg.num_attention_heads * cfg.head_dim * 2 + 2 * cfg.num_key_value_heads
                                       * cfg.head_dim + 2 * cfg.intermediate_size + cfg.hidden_size) * 4 * 2
-    return int((pc.linears + float_copy + scales) * 1.02) + 16 * 2**20
+    return int(float_copy * 1.02), int((pc.linears + scales) * 1.02) + 16 * 2**20
+
+
+def artifact_bytes(cfg: ModelConfig, src_bytes: int, untie: bool) -> int:
+    """The whole artifact's bytes on disk (artifact_parts summed)."""
+    return sum(artifact_parts(cfg, src_bytes, untie))
+
+
+def hard_links_work(directory: Path) -> bool:
+    """Whether the file system under `directory` takes hard links (anti_weight/ is then linked, not copied)."""
+    base = _existing_ancestor(directory)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".llama-compress-link-", dir=base) as d:
+            a = Path(d) / "a"
+            a.write_bytes(b"")
+            os.link(a, Path(d) / "b")
+        return True
+    except OSError:
+        return False
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under `path` (0 if it does not exist)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scoring: bool, gptq: bool,
@@ -180,11 +204,26 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
     what = "compress sparse" if sparse else "compress quantize"
     held = param_counts(cfg).total * src_bytes if sparse else 0
     check_writable_with_tokenizer(out, tokenizer)
-    art = artifact_bytes(cfg, src_bytes, untie)
-    # the streamed run's working directory holds every layer's tensors until the artifact is written
-    disk = 2 * art + held
-    check_disk(out, disk, "the artifact (int8 linears + anti_weight/ in the source dtype) and, until it is "
-               "written, the per-layer working copy beside it" + (" + the pruned copy" if sparse else ""))
+    float_art, int8_art = artifact_parts(cfg, src_bytes, untie)
+    art = float_art + int8_art
+    # the streamed run's working directory holds every layer's tensors until the artifact is written: its float
+    # files become anti_weight/ as hard links, its int8 ones are copied into the tensor-kind files; plus the
+    # activation streams it keeps for a resume. A partial run already on disk is part of that (or is discarded
+    # as another command's, which frees as much)
+    linked = hard_links_work(out.parent)
+    from .stream.layers import compute_dtype
+    from .stream.workdir import work_path
+
+    act = compute_dtype(cfg).itemsize
+    streams = (opts.calib_samples * opts.calib_seq_len + (cfg.num_hidden_layers + 1) * min(
+        opts.sens_samples, opts.calib_samples) * opts.calib_seq_len) * cfg.hidden_size * act
+    done = tree_bytes(work_path(out))
+    disk = max(0, art + (int8_art if linked else art) + streams + held - done)
+    how_disk = (f"artifact {fmt_bytes(art)} + the working copy of its int8 tensors"
+                + ("" if linked else " and of anti_weight/ (no hard links here)")
+                + f" and the activation streams{' + the pruned copy' if sparse else ''}"
+                + (f", less {fmt_bytes(done)} a partial run has written" if done else ""))
+    check_disk(out, disk, f"the artifact and, until it is written, its working copy ({how_disk})")
     if sparse:
         peak, how = sparse_peak_bytes(cfg, src_bytes, opts, prune)
     else:
@@ -192,6 +231,5 @@ def preflight_quantize(cfg: ModelConfig, src_bytes: int, out: Path, tokenizer, o
                                         gptq=bool(gptq), calib_tokens=opts.calib_samples * opts.calib_seq_len,
                                         sens_tokens=min(opts.sens_samples, opts.calib_samples) * opts.calib_seq_len)
     check_memory(peak, how, what, opts.skip_memory_check, log)
-    log(f"pre-flight: about {fmt_bytes(disk)} of disk (artifact {fmt_bytes(art)} + the working copy"
-        f"{' + the pruned copy' if sparse else ''}), peak RAM about {fmt_bytes(peak)} ({how})")
+    log(f"pre-flight: about {fmt_bytes(disk)} of disk ({how_disk}), peak RAM about {fmt_bytes(peak)} ({how})")
     return {"disk": disk, "ram": peak}

@@ -268,11 +268,10 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     see stream_quantize)."""
     from calibration.data import build_calibration
     from runtime.atomic import atomic_dir, check_out
-    from runtime.hf_export import export_hf_dir
     from runtime.loaders import open_source
 
     from .sensitivity import choose
-    from .stream.assemble import WorkSource, layer_float_weights, write_kind_files
+    from .stream.assemble import layer_float_weights, link_anti_weight, write_kind_files
     from .stream.pipeline import SCORE, stream_quantize
     from .stream.workdir import WorkDir
 
@@ -391,7 +390,8 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
 
     manifest["format"]["version"] = artifact_version(manifest)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        export_hf_dir(WorkSource(cfg, work), tokenizer, tmp / ANTI_DIR, dtype=src_dtype, progress=progress)
+        if link_anti_weight(work, cfg, src_dtype, tokenizer, tmp / ANTI_DIR):
+            log("    this file system has no hard links: anti_weight/ was copied from the work directory")
         log("    int8 tensor files, then the sha256 of every file")
         write_kind_files(tmp, work, cfg.num_hidden_layers, fmods, extra)
         manifest = write_manifest(tmp, manifest)

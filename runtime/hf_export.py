@@ -8,10 +8,28 @@ import torch
 from safetensors.torch import save_file
 
 from .atomic import atomic_dir
+from .config import ModelConfig
 from .loaders import TensorSource, weight_names
 from .tokenizer import Tokenizer
 
 SHARD_BYTES = 2 * 1024**3
+INDEX = "model.safetensors.index.json"
+
+
+def write_hf_metadata(out: Path, config: ModelConfig, dtype: torch.dtype, tokenizer: Tokenizer | None,
+                      weight_map: dict[str, str]) -> None:
+    """config.json, the shard index (when there is more than one shard) and the tokenizer of an HF directory
+    whose safetensors shards are already in `out` (weight_map: tensor name -> shard file name)."""
+    files = sorted(set(weight_map.values()))
+    if len(files) > 1 or files != ["model.safetensors"]:
+        total = sum((out / f).stat().st_size for f in files)
+        idx = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / INDEX).write_text(json.dumps(idx, indent=2))
+    cfg = config.to_hf()
+    cfg["torch_dtype"] = str(dtype).removeprefix("torch.")
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    if tokenizer is not None:
+        tokenizer.save(out)
 
 
 def export_hf_dir(source: TensorSource, tokenizer: Tokenizer | None, out: Path, dtype: torch.dtype = torch.float32,
@@ -47,13 +65,6 @@ def export_hf_dir(source: TensorSource, tokenizer: Tokenizer | None, out: Path, 
         flush()
         if len(files) == 1:
             (tmp / files[0]).rename(tmp / "model.safetensors")
-        else:
-            total = sum((tmp / f).stat().st_size for f in files)
-            idx = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(idx, indent=2))
-        cfg = source.config.to_hf()
-        cfg["torch_dtype"] = str(dtype).removeprefix("torch.")
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
-        if tokenizer is not None:
-            tokenizer.save(tmp)
+            weight_map = dict.fromkeys(weight_map, "model.safetensors")
+        write_hf_metadata(tmp, source.config, dtype, tokenizer, weight_map)
     return out

@@ -13,7 +13,6 @@ The pruned directory is an HF checkpoint that transformers and every stage load:
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,13 +24,13 @@ from tqdm import tqdm
 
 from runtime.config import ModelConfig
 from runtime.format.streamed import PendingTensor, save_tensors_streamed
+from runtime.hf_export import INDEX, write_hf_metadata
 from runtime.loaders import weight_names
 from runtime.memory import limit_heap_fragmentation, release_free_memory
 
 from ..stream.layers import layer_names
 from .driver import PruneConfig, PruneReport, prune_layer
 
-INDEX = "model.safetensors.index.json"
 HEAD_FILE = "head.safetensors"
 
 
@@ -153,12 +152,5 @@ def prune_streamed(src, hf_dir: Path, samples, cfg: PruneConfig, *, out_dir: Pat
             log(f"    {what}: layer {li} in {secs:.1f} s" + (f", reconstruction error {rec[0]:.4g} -> {rec[1]:.4g}"
                                                            if rec else ""))
     if out_dir is not None:
-        total = sum((out_dir / f).stat().st_size for f in set(weight_map.values()))
-        (out_dir / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
-                                                indent=2))
-        c = mcfg.to_hf()
-        c["torch_dtype"] = str(save_dtype).removeprefix("torch.")
-        (out_dir / "config.json").write_text(json.dumps(c, indent=2, sort_keys=True))
-        if tokenizer is not None:
-            tokenizer.save(out_dir)
+        write_hf_metadata(out_dir, mcfg, save_dtype, tokenizer, weight_map)
     return report

@@ -1,12 +1,16 @@
 """The artifact's files from a finished work directory, one tensor in memory at a time.
 
-anti_weight/ is written by runtime/hf_export.py from a TensorSource over the work directory (so its
-shards are those of any other export), and each tensor-kind file by the streamed safetensors writer:
-neither needs the model in memory.
+anti_weight/ is the work directory's float files themselves: head.safetensors and one
+layer-NNNNN.float.safetensors per layer are its shards, taken as hard links (no second copy of the 13-26 GB of
+float weights on disk, no time spent copying; the files are byte-identical either way), with the index,
+config and tokenizer of runtime/hf_export.py. Each tensor-kind file is written by the streamed safetensors
+writer from the layers' int8 files: neither needs the model in memory.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Iterable
@@ -16,7 +20,8 @@ from safetensors import safe_open
 
 from runtime.config import ModelConfig
 from runtime.format.streamed import PendingTensor, save_tensors_streamed
-from runtime.loaders.base import TensorSource, weight_names
+from runtime.hf_export import write_hf_metadata
+from runtime.loaders.base import weight_names
 from runtime.quant.artifact import group_by_kind, kind_file
 
 from .workdir import WorkDir
@@ -50,25 +55,37 @@ class _Files:
         return self.handle.get_tensor(name)
 
 
-class WorkSource(TensorSource):
-    """The artifact's float tensors (head + every layer's smoothed float weights) as a TensorSource."""
+def link_or_copy(src: Path, dst: Path) -> bool:
+    """Hard-link `src` as `dst` (True), or copy it where the file system has no hard links (False)."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        shutil.copyfile(src, dst)
+        return False
 
-    def __init__(self, config: ModelConfig, work: WorkDir):
-        self.config = config
-        self.work = work
-        self.path = work.path
-        self.files = _Files()
-        self.where: dict[str, Path] = {}
-        for p in [work.head_file] + [work.layer_file(i) for i in range(config.num_hidden_layers)]:
-            for n in tensor_index(p):
-                if n.endswith(".weight"):
-                    self.where[n] = p
 
-    def names(self) -> list[str]:
-        return weight_names(self.config)
-
-    def _load(self, name: str) -> torch.Tensor:
-        return self.files.get(self.where[name], name)
+def link_anti_weight(work: WorkDir, config: ModelConfig, dtype: torch.dtype, tokenizer, out: Path) -> int:
+    """Write anti_weight/ into the (new, empty) directory `out` from the work directory's float files; returns
+    how many shards had to be copied rather than linked. Every weight of `config` must be there once, in
+    `dtype` (the source's): what a straight export of the same tensors would hold."""
+    out.mkdir()
+    shards = [work.head_file] + [work.float_file(i) for i in range(config.num_hidden_layers)]
+    n = len(shards)
+    weight_map: dict[str, str] = {}
+    copied = 0
+    for k, src in enumerate(shards):
+        name = f"model-{k + 1:05d}-of-{n:05d}.safetensors"
+        for t, (dt, _) in tensor_index(src).items():
+            if dt != dtype or t in weight_map:
+                raise RuntimeError(f"{src}: {t} is {dt} (expected {dtype}) or held twice: a damaged work directory")
+            weight_map[t] = name
+        copied += not link_or_copy(src, out / name)
+    missing = set(weight_names(config)) - set(weight_map)
+    if missing or len(weight_map) != len(weight_names(config)):
+        raise RuntimeError(f"the work directory {work.path} lacks {sorted(missing)[:3]} or holds extra weights")
+    write_hf_metadata(out, config, dtype, tokenizer, weight_map)
+    return copied
 
 
 def write_kind_files(root: Path, work: WorkDir, n_layers: int, skip_modules: set[str],
@@ -80,7 +97,7 @@ def write_kind_files(root: Path, work: WorkDir, n_layers: int, skip_modules: set
     for i in range(n_layers):
         p = work.layer_file(i)
         for n, (dt, shape) in tensor_index(p).items():
-            if n.endswith(".weight") or n.rsplit(".", 1)[0] in skip_modules:
+            if n.rsplit(".", 1)[0] in skip_modules:
                 continue
             pending.setdefault(n.rsplit(".", 1)[1], []).append(
                 PendingTensor(n, dt, shape, lambda p=p, n=n: files.get(p, n)))
@@ -98,5 +115,5 @@ def layer_float_weights(work: WorkDir, modules: Iterable[str]) -> dict[str, torc
     out = {}
     for m in modules:
         i = int(m.split(".")[2])
-        out[m] = files.get(work.layer_file(i), f"{m}.weight")
+        out[m] = files.get(work.float_file(i), f"{m}.weight")
     return out

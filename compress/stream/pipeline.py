@@ -172,7 +172,7 @@ def stream_quantize(src, cfg: ModelConfig, samples: list[torch.Tensor], opts, wo
         t3 = time.time()
         # 5. save: the layer, then the streams (the resume point)
         secs = {"float+stats": t1 - t0, "search+int8": t2 - t1, "int8 forward+scores": t3 - t2}
-        work.save_layer(i, {**lt, **quant, **(prefix.tensors(i, *runner.kv) if prefix is not None else {})},
+        work.save_layer(i, lt, {**quant, **(prefix.tensors(i, *runner.kv) if prefix is not None else {})},
                         {"choices": choices, "scores": scores})
         if prefix is not None:
             prefix.save(work, i + 1)

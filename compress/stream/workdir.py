@@ -4,8 +4,11 @@ Beside the output, `.<out>.partial/` holds
     run.json                the fingerprint of the command (source checksum, options, calibration tokens,
                             producer); a partial run from another command is discarded, never resumed
     lock                    the pid of the run using it (a second live run on the same --out is refused)
-    head.safetensors        the embedding, final norm and lm_head as the artifact will hold them
-    layer-00007.safetensors layer 7's float tensors (smoothed, source dtype) and its int8 artifact tensors
+    head.safetensors        the embedding, final norm and lm_head as anti_weight/ will hold them
+    layer-00007.float.safetensors
+                            layer 7's float weights (smoothed, source dtype): exactly one anti_weight/ shard,
+                            which the artifact takes as a hard link (compress/stream/assemble.py), not a copy
+    layer-00007.safetensors its int8 artifact tensors (and KV prefix), copied into the tensor-kind files
     layer-00007.json        its choices and scores (written after the tensors: the layer's "done" mark)
     stream.safetensors      the calibration activations entering layer `next_layer` (stream.json)
     scoring.safetensors     the sensitivity streams at that point (compress/stream/pipeline.py)
@@ -30,6 +33,11 @@ from runtime.format import save_tensors
 from runtime.format.files import dump_json
 
 
+def work_path(out: Path) -> Path:
+    """The working directory of a run writing `out`."""
+    return out.parent / f".{out.name}.partial"
+
+
 def _replace_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -45,7 +53,7 @@ class WorkDir:
     """One run's `.<out>.partial/` directory (see the module docstring)."""
 
     def __init__(self, out: Path, fingerprint: dict[str, Any], log=print):
-        self.path = out.parent / f".{out.name}.partial"
+        self.path = work_path(out)
         self.fingerprint = fingerprint
         self.log = log
 
@@ -89,11 +97,14 @@ class WorkDir:
         return k
 
     def layer_done(self, i: int) -> bool:
-        return (self.path / f"layer-{i:05d}.json").is_file() and (self.path / f"layer-{i:05d}.safetensors").is_file()
+        return all(p.is_file() for p in (self.path / f"layer-{i:05d}.json", self.layer_file(i), self.float_file(i)))
 
     # --- files ----------------------------------------------------------------------------------------
     def layer_file(self, i: int) -> Path:
         return self.path / f"layer-{i:05d}.safetensors"
+
+    def float_file(self, i: int) -> Path:
+        return self.path / f"layer-{i:05d}.float.safetensors"
 
     @property
     def head_file(self) -> Path:
@@ -102,7 +113,10 @@ class WorkDir:
     def save_head(self, tensors: dict[str, torch.Tensor]) -> None:
         _replace_write(self.head_file, lambda p: save_tensors(p, tensors))
 
-    def save_layer(self, i: int, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    def save_layer(self, i: int, weights: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+                   info: dict[str, Any]) -> None:
+        """weights: the layer's float weights (its anti_weight/ shard); tensors: its int8 artifact tensors."""
+        _replace_write(self.float_file(i), lambda p: save_tensors(p, weights))
         _replace_write(self.layer_file(i), lambda p: save_tensors(p, tensors))
         _replace_write(self.path / f"layer-{i:05d}.json", lambda p: p.write_text(dump_json(info)))
 
