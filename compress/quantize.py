@@ -301,7 +301,9 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     src_dtype = src.get("model.norm.weight").dtype
     src_sha = source_checksum(hf_dir)
     fingerprint = {"source_sha256": src_sha, "tokens_sha256": calib.tokens_sha256,
-                   "options": {k: v for k, v in asdict(opts).items() if k != "skip_memory_check"},
+                   # an option left unset (None) is not recorded: a later release adding an option, unset by
+                   # default, then still resumes an earlier release's partial run of the same command
+                   "options": {k: v for k, v in asdict(opts).items() if k != "skip_memory_check" and v is not None},
                    "producer": Producer.current().to_dict()}
     work = WorkDir(out, json.loads(json.dumps(fingerprint, default=list)), log=lambda s: log("    " + s))
     fixed = {int(u) for u in opts.float_units} if opts.float_units is not None and opts.fallback_unit == "layer" \

@@ -169,3 +169,33 @@ def test_artifact_load_never_reads_float_weights_of_int8_modules(art, monkeypatc
     assert int8
     assert not [n for n in read if n.removesuffix(".weight") in int8]
     assert "model.embed_tokens.weight" in read  # the spy does see the reads
+
+
+def test_disk_need_counts_links_and_a_partial_run(ckpt, tmp_path, monkeypatch):
+    """The disk figure: the artifact + the int8 working copy (anti_weight/ is hard-linked from the work
+    directory), the whole artifact twice where links fail, less what a partial run has already written."""
+    import compress.preflight as pf
+    from compress.quantize import QuantizeOptions
+    from runtime.loaders import open_source
+    from runtime.tokenizer import load_tokenizer
+
+    assert pf.hard_links_work(tmp_path), "the test's file system takes hard links"
+    cfg = open_source(ckpt).config
+    tok = load_tokenizer(ckpt / "tokenizer.model")
+    opts = QuantizeOptions(calib_samples=2, calib_seq_len=32)
+    needs = []
+    monkeypatch.setattr(pf, "check_disk", lambda out, need, what: needs.append(need))
+    monkeypatch.setattr(pf, "check_memory", lambda *a, **k: None)
+    out = tmp_path / "art"
+    pf.preflight_quantize(cfg, 4, out, tok, opts, log=lambda s: None)
+    float_art, int8_art = pf.artifact_parts(cfg, 4, False)
+    partial = tmp_path / ".art.partial"
+    partial.mkdir()
+    (partial / "layer-00000.safetensors").write_bytes(b"x" * 12345)
+    pf.preflight_quantize(cfg, 4, out, tok, opts, log=lambda s: None)
+    monkeypatch.setattr(pf, "hard_links_work", lambda d: False)
+    pf.preflight_quantize(cfg, 4, out, tok, opts, log=lambda s: None)
+    linked, resumed, copied = needs
+    assert linked > float_art + 2 * int8_art  # + the activation streams
+    assert linked - resumed == 12345
+    assert copied - resumed == float_art
