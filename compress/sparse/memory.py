@@ -20,8 +20,7 @@ def prune_half_bytes(cfg: ModelConfig, src_bytes: int, samples: int, seq_len: in
       - scoring one linear: about 20 bytes per weight of the widest linear (its float32 copy, score, the
         sort's values and int64 indices, the mask) and, for SparseGPT, every linear's Hessian (float32 in x in);
       - reconstruction: the layer in float32, the pre-tuning copy, gradients and Adam's two moments (float32
-        each) and the masks (bool): 21 bytes per linear weight (23 where the matmuls run in bf16 under autocast,
-        which keeps a bf16 copy of each weight), plus one sequence's autograd activations.
+        each) and the masks (bool): 21 bytes per linear weight, plus one sequence's autograd activations.
     """
     from .streamed import prune_dtype
 
@@ -38,7 +37,7 @@ def prune_half_bytes(cfg: ModelConfig, src_bytes: int, samples: int, seq_len: in
     if reconstruct:  # one calibration sequence per Adam step: its float32 autograd tape (attention probs incl.)
         t = seq_len
         tape = (t * (10 * h + 5 * i) + 3 * cfg.num_attention_heads * t * t) * 4
-        tune = (21 + (2 if pb == 2 else 0)) * per_layer + tape
+        tune = 21 * per_layer + tape
     work = layer + streams + max(score, tune)
     how = (f"pruning half: one layer {fmt_bytes(layer)}, calibration streams {fmt_bytes(streams)}, "
            + (f"reconstruction {fmt_bytes(tune)}" if reconstruct else f"scoring {fmt_bytes(score)}"))

@@ -6,12 +6,6 @@ inside a layer and pile up from layer to layer. Fitting the whole layer's output
 (EBFT-style block-wise fine-tuning) corrects both: the layer learns to undo what the layers before it lost.
 Only weights that survived pruning move (gradients and Adam updates are masked), so the sparsity and any N:M
 pattern are exactly those of the mask.
-
-Precision: the weights, their gradients and Adam's moments are float32 always (small updates would round
-away in bf16). Where the layer runs in bf16 (LLaMA-2-7B width and up, compute_dtype), the forward and
-backward matmuls run in bf16 under autocast (AMX / AVX512-BF16): the streams and targets are bf16 there
-anyway, and float32 matmuls made one 7B layer's 3 epochs x 64 x 512 take over an hour on 2 cores. Below
-that width everything stays float32, as before (SmolLM2's figures are those of this path).
 """
 from __future__ import annotations
 
@@ -31,7 +25,6 @@ def reconstruct_layer(layer: nn.Module, linears: dict[str, nn.Linear], inps: lis
     masks = {n: (m.weight != 0) for n, m in linears.items()}
     dtype = next(layer.parameters()).dtype
     layer.float()  # tuned in float32 even when the model is bf16 (7B): small updates would round away
-    fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     saved = {n: m.weight.detach().clone() for n, m in linears.items()}
     params = [m.weight for m in linears.values()]
     rg = {id(p): p.requires_grad for p in layer.parameters()}
@@ -40,8 +33,8 @@ def reconstruct_layer(layer: nn.Module, linears: dict[str, nn.Linear], inps: lis
     den = sum(float(((t.float() - x.float()) ** 2).sum()) for x, t in zip(inps, targets))
 
     def rel_err() -> float:
-        with torch.no_grad(), fast:
-            return sum(float(((_out(layer(x.float(), **kw)).float() - t.float()) ** 2).sum())
+        with torch.no_grad():
+            return sum(float(((_out(layer(x.float(), **kw)) - t.float()) ** 2).sum())
                        for x, kw, t in zip(inps, kws, targets)) / max(den, 1e-30)
 
     opt = torch.optim.Adam(params, lr=lr)
@@ -51,9 +44,8 @@ def reconstruct_layer(layer: nn.Module, linears: dict[str, nn.Linear], inps: lis
         with torch.enable_grad():
             for _ in range(epochs):
                 for i in torch.randperm(len(inps), generator=g).tolist():
-                    with fast:
-                        y = _out(layer(inps[i].float(), **kws[i]))
-                    loss = ((y.float() - targets[i].float()) ** 2).sum() * (len(inps) / max(den, 1e-30))
+                    y = _out(layer(inps[i].float(), **kws[i]))
+                    loss = ((y - targets[i].float()) ** 2).sum() * (len(inps) / max(den, 1e-30))
                     opt.zero_grad(set_to_none=False)
                     loss.backward()
                     for n, m in linears.items():
