@@ -82,3 +82,29 @@ def test_recipe_takes_a_list_of_sources(tmp_path):
     assert apply_common(QuantizeOptions(), r, calib_data=[tmp_path, tmp_path], **kw) == [tmp_path, tmp_path]
     with pytest.raises(UserError, match="empty list"):
         QuantizeRecipe.parse({"calib_data": []}, "t")
+
+
+def test_quantize_cli_mix_max_rows_dynamic_groups(tmp_path, data_dir):
+    """The command-line options reach the artifact: two calibration sources, --max-rows, --dynamic-groups."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from compress.cli import app
+
+    out = tmp_path / "a"
+    base = ["quantize", "--model", "stories260k", "--calib-samples", "4", "--calib-seq-len", "64",
+            "--disable-level", "L0", "--threads", "1"]
+    res = CliRunner().invoke(app, base + ["--calib-data", str(data_dir / "ceval"), "--calib-data",
+                                          str(data_dir / "mmlu"), "--max-rows", "32", "--dynamic-groups", "down",
+                                          "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "artifact.json").read_text())
+    assert m["calibration"]["kind"] == "ceval+mmlu" and m["calibration"]["rows_per_group"] == 32
+    schemes = m["schemes"]
+    assert {s for n, s in schemes.items() if n.endswith("down_proj")} == {"w8a8-dynamic"}
+    assert {s for n, s in schemes.items() if not n.endswith("down_proj")} == {"w8a8-static"}
+    bad = CliRunner().invoke(app, base + ["--dynamic-groups", "mlp", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "choose from" in bad.output and not (tmp_path / "b").exists()
+    bad = CliRunner().invoke(app, base + ["--max-rows", "4", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "--max-rows 4" in bad.output
