@@ -144,6 +144,11 @@ def _source_samples(path: Path, tokenizer, n_samples: int, seq_len: int,
     return samples, kind, files
 
 
+def describe_sources(path: Path | Sequence[Path]) -> str:
+    """The calibration source(s) as a log line names them: "A" or "A + B"."""
+    return str(path) if isinstance(path, (str, Path)) else " + ".join(str(p) for p in path)
+
+
 def build_calibration(path: Path | Sequence[Path], tokenizer, n_samples: int, seq_len: int,
                       seed: int = 0) -> CalibrationSet:
     """`n_samples` sequences of `seq_len` tokens from a seeded shuffle of the prompts; several paths share
@@ -159,5 +164,5 @@ def build_calibration(path: Path | Sequence[Path], tokenizer, n_samples: int, se
     samples = [part[0][k] for k in range(max(per)) for part in parts if k < len(part[0])]
     files = [f for part in parts for f in part[2]]
     th = hashlib.sha256(b"".join(s.numpy().tobytes() for s in samples)).hexdigest()
-    return CalibrationSet(samples, "+".join(part[1] for part in parts), " + ".join(str(p) for p in paths),
+    return CalibrationSet(samples, "+".join(part[1] for part in parts), describe_sources(paths),
                           files_sha256(files), th)

@@ -108,3 +108,12 @@ def test_quantize_cli_mix_max_rows_dynamic_groups(tmp_path, data_dir):
     assert bad.exit_code == 2 and "choose from" in bad.output and not (tmp_path / "b").exists()
     bad = CliRunner().invoke(app, base + ["--max-rows", "4", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "--max-rows 4" in bad.output
+
+
+def test_describe_sources():
+    from pathlib import Path
+
+    from calibration.data import describe_sources
+
+    assert describe_sources(Path("a/ceval")) == "a/ceval"
+    assert describe_sources([Path("a/ceval"), Path("b/mmlu")]) == "a/ceval + b/mmlu"
