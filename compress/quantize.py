@@ -266,7 +266,7 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
     """The whole stage, streamed layer by layer (compress/stream); returns the manifest written to
     `out`/artifact.json. A killed run resumes from its last finished layer when run again (after_layer:
     see stream_quantize)."""
-    from calibration.data import build_calibration
+    from calibration.data import build_calibration, describe_sources
     from runtime.atomic import atomic_dir, check_out
     from runtime.loaders import open_source
 
@@ -296,7 +296,8 @@ def run_quantize(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path
 
     preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, opts, log=log)
 
-    log(f"[1/4] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from {calib_path}")
+    log(f"[1/4] calibration set: {opts.calib_samples} x {opts.calib_seq_len} tokens from "
+        f"{describe_sources(calib_path)}")
     calib = build_calibration(calib_path, tokenizer, opts.calib_samples, opts.calib_seq_len, opts.seed)
     src_dtype = src.get("model.norm.weight").dtype
     src_sha = source_checksum(hf_dir)

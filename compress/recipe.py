@@ -23,7 +23,7 @@ class QuantizeRecipe:
     gptq: bool = False
     hadamard_block: int | None = None  # None: the largest power of two <= 512 dividing the FFN width
     fallback_weights: str = "float"  # "float" | "int8" (W8A16)
-    calib_data: str = "${SHARED}/data/ceval"
+    calib_data: str | tuple[str, ...] = "${SHARED}/data/ceval"  # a list: the sources share the samples equally
     calib_samples: int = 64
     calib_seq_len: int = 512
     seed: int = 0
@@ -42,6 +42,10 @@ class QuantizeRecipe:
                 v = None if v is None else tuple(int(u) for u in v)
             elif v is not None and k in ("calib_samples", "calib_seq_len", "seed", "hadamard_block"):
                 v = int(v)
+            elif k == "calib_data" and isinstance(v, list):
+                if not v:
+                    raise UserError(f"{where}: calib_data is an empty list: name at least one calibration source")
+                v = tuple(str(p) for p in v)
             elif k == "kv_prefix" and isinstance(v, list):
                 v = ",".join(str(int(t)) for t in v)
             elif k == "gptq":
@@ -61,7 +65,8 @@ class QuantizeRecipe:
 
 def apply_common(opts, recipe: QuantizeRecipe, *, disable_level: str | None, act_method: str | None,
                  calib_samples: int | None, calib_seq_len: int | None, seed: int | None,
-                 calib_data: Path | None, float_units: list[str] | None, fallback_unit: str = "layer") -> Path:
+                 calib_data: Path | list[Path] | None, float_units: list[str] | None,
+                 fallback_unit: str = "layer") -> Path | list[Path]:
     """Fill the options both stages share (in place on `opts`, a QuantizeOptions); returns the calibration
     path. `float_units` given by hand fix the disable level; else the recipe's float_layers apply at their
     own level (layer units only)."""
@@ -82,4 +87,8 @@ def apply_common(opts, recipe: QuantizeRecipe, *, disable_level: str | None, act
             (not level_given or opts.disable_level == len(recipe.float_layers)):
         opts.float_units = [str(u) for u in recipe.float_layers]  # the guide's list for this model
         opts.disable_level = len(opts.float_units)
-    return calib_data or expand(recipe.calib_data)
+    if calib_data:
+        return calib_data[0] if isinstance(calib_data, list) and len(calib_data) == 1 else calib_data
+    if isinstance(recipe.calib_data, tuple):  # a mix of sources (calibration/data.py build_calibration)
+        return [expand(p) for p in recipe.calib_data]
+    return expand(recipe.calib_data)

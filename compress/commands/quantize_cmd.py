@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -35,10 +35,17 @@ def register(app: typer.Typer) -> None:
         rotate_o: bool = typer.Option(True, help="per-head Hadamard folded into v_proj/o_proj (exact in float)"),
         rotate_residual: bool = typer.Option(True, help="Hadamard rotation of the residual stream folded into "
                                              "every weight (exact in float; unties tied embeddings)"),
-        calib_data: Optional[Path] = typer.Option(None, help="C-Eval directory or text files (default: preset's)"),
+        calib_data: Optional[List[Path]] = typer.Option(None, help="C-Eval or MMLU directory, or text files "
+                                                        "(default: the preset's); given more than once, the "
+                                                        "sources share the samples equally"),
         calib_samples: Optional[int] = typer.Option(None, help="calibration sequences"),
         calib_seq_len: Optional[int] = typer.Option(None, help="tokens per calibration sequence"),
         sens_samples: int = typer.Option(4, help="calibration sequences used to score units"),
+        max_rows: int = typer.Option(512, help="sampled activation rows per group for the smoothing and range "
+                                     "searches (plus the rows of largest magnitude, counted exactly)"),
+        dynamic_groups: Optional[str] = typer.Option(None, help="groups whose inputs are quantized per token at "
+                                                     "run time even with static activations: comma-separated "
+                                                     "from qkv, o, gate_up, down"),
         gptq: Optional[bool] = typer.Option(None, "--gptq/--no-gptq",
                                             help="GPTQ weight rounding (default: the preset's, else off)"),
         kv_prefix: Optional[str] = typer.Option(None, help="attention-sink KV prefix: comma-separated token ids "
@@ -81,10 +88,15 @@ def register(app: typer.Typer) -> None:
             opts.alphas = (0.0,)
             opts.hadamard_down, opts.rotate_o, opts.rotate_residual = (hadamard_block or 0), False, False
         opts.sens_samples = sens_samples
+        if max_rows < 16:
+            raise UserError(f"--max-rows {max_rows}: use at least 16 rows per group")
+        opts.max_rows = max_rows
+        if dynamic_groups is not None:
+            opts.dynamic_groups = tuple(g.strip() for g in dynamic_groups.split(",") if g.strip())
         units = None if float_layers is None else [u.strip() for u in float_layers.split(",") if u.strip()]
         calib = apply_common(opts, recipe, disable_level=disable_level, act_method=act_method,
                              calib_samples=calib_samples, calib_seq_len=calib_seq_len, seed=seed,
-                             calib_data=calib_data, float_units=units, fallback_unit=fallback_unit)
+                             calib_data=calib_data or None, float_units=units, fallback_unit=fallback_unit)
         opts.skip_memory_check = skip_memory_check
         from compress.stream.prefix import parse_prefix
 

@@ -53,7 +53,7 @@ def int8_sparsity(art, nm: tuple[int, int] | None) -> dict[str, Any]:
 def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: Path, qopts, pcfg: PruneConfig,
                overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
     """The whole stage; returns the manifest written to `out`/artifact.json."""
-    from calibration.data import build_calibration
+    from calibration.data import build_calibration, describe_sources
     from compress.quantize import run_quantize, source_checksum
     from runtime.atomic import atomic_dir, check_out, clean_stale
     from runtime.loaders import open_source
@@ -87,7 +87,8 @@ def run_sparse(hf_dir: Path, model_name: str, tokenizer, out: Path, calib_path: 
 
     preflight_quantize(cfg, src.get("model.norm.weight").element_size(), out, tokenizer, qopts, sparse=True,
                        prune=pcfg, log=log)
-    log(f"[sparse 1/4] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from {calib_path}")
+    log(f"[sparse 1/4] calibration set: {qopts.calib_samples} x {qopts.calib_seq_len} tokens from "
+        f"{describe_sources(calib_path)}")
     calib = build_calibration(calib_path, tokenizer, qopts.calib_samples, qopts.calib_seq_len, qopts.seed)
     scores: dict[int, float] = {}
     if qopts.float_units is not None:
