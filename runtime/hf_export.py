@@ -21,7 +21,7 @@ def write_hf_metadata(out: Path, config: ModelConfig, dtype: torch.dtype, tokeni
     """config.json, the shard index (when there is more than one shard) and the tokenizer of an HF directory
     whose safetensors shards are already in `out` (weight_map: tensor name -> shard file name)."""
     files = sorted(set(weight_map.values()))
-    if len(files) > 1 or files != ["model.safetensors"]:
+    if files != ["model.safetensors"]:  # one plain model.safetensors needs no index
         total = sum((out / f).stat().st_size for f in files)
         idx = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out / INDEX).write_text(json.dumps(idx, indent=2))
