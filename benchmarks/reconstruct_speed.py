@@ -31,8 +31,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
+    ap.add_argument("--heap", default="stage", choices=["stage", "glibc"],
+                    help="stage: the allocator policy `compress sparse` runs under (runtime/memory.py "
+                         "heap_for_layer_loops); glibc: its defaults (process-wide, so one per run: A/B in two runs)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.heap == "stage":
+        from runtime.memory import heap_for_layer_loops
+
+        heap_for_layer_loops()
     from transformers import LlamaConfig
 
     from compress.sparse.reconstruct import reconstruct_layer
@@ -58,7 +65,7 @@ def main() -> None:
     for n in ("input_layernorm", "post_attention_layernorm"):
         t[f"model.layers.0.{n}.weight"] = torch.ones(cfg.hidden_size, dtype=torch.bfloat16)
     xs = [torch.randn(1, a.seq, cfg.hidden_size, generator=g) for _ in range(a.samples)]
-    res = {"shape": a.shape, "samples": a.samples, "seq": a.seq, "epochs": a.epochs, "threads": a.threads,
+    res = {"shape": a.shape, "heap": a.heap, "samples": a.samples, "seq": a.seq, "epochs": a.epochs, "threads": a.threads,
            "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                        platform.processor()), "cores": os.cpu_count(), "step_s": {"float32": [], "bf16 autocast": []}}
     for r in range(a.rounds):

@@ -85,8 +85,8 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
 
     Held at once: the calibration activations entering and leaving the current layer (compute dtype, twice), one
     decoder layer in the source dtype plus its runtime copy (compute dtype) and int8 copy (+ oneDNN's
-    prepacked one), float32 temporaries of the widest linear group's search (about five copies of its
-    weights), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
+    prepacked one), float32 temporaries of the widest linear group's search (about seven copies of its
+    weights, the heap's retained ones included), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
     (embedding and lm_head rotated in float32) and the final write (one anti_weight/ shard of at most
     2 GiB) are bounded separately. `scoring` (layer units scored end to end) adds one stream of
     `sens_tokens` activations per layer.
@@ -101,13 +101,16 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
     cb = compute_dtype(cfg).itemsize
     acts = 2 * calib_tokens * h * cb  # in and out, in the compute dtype (compress/stream/layers.py StreamRunner)
     widest = max(3 * h, 2 * i) * h * 4  # q/k/v or gate/up, float32
-    layer = per_layer * (src_bytes + cb + 2) + 5 * widest + 4 * 512 * i * 4 * 4
+    # 7 float32 copies of the widest group: the search's own ~5, plus what the heap keeps of its freed
+    # temporaries until the phase's trim (runtime/memory.py heap_for_layer_loops; measured at 7B: 2 layers
+    # 5.61 GiB, full depth 6.42 GiB, where 5 copies estimated 5.08 / 6.11)
+    layer = per_layer * (src_bytes + cb + 2) + 7 * widest + 4 * 512 * i * 4 * 4
     hess = (3 * h * h + i * i) * 4 * 2 if gptq else 0
     head = (pc.embed + (pc.lm_head or (pc.embed if untie else 0))) * (src_bytes + 8)
     write = min(SHARD_BYTES, (pc.total + pc.embed) * src_bytes) + widest
     # the only per-layer growth: one scoring stream per finished layer (pipeline.py; layer units), held and
     # once more while it is saved. The heap fragmentation that used to add ~130-375 MB per layer is gone
-    # (runtime/memory.py limit_heap_fragmentation / release_free_memory; README "Real scale").
+    # (runtime/memory.py heap_for_layer_loops / release_free_memory; README "Real scale").
     growth = 2 * L * sens_tokens * h * cb if scoring else 0
     work = max(acts + layer + hess + growth, acts + head, write)
     peak = BASE_BYTES + int(work * MARGIN)

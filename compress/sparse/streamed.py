@@ -26,7 +26,7 @@ from runtime.config import ModelConfig
 from runtime.format.streamed import PendingTensor, save_tensors_streamed
 from runtime.hf_export import INDEX, write_hf_metadata
 from runtime.loaders import weight_names
-from runtime.memory import limit_heap_fragmentation, release_free_memory
+from runtime.memory import heap_for_layer_loops, release_free_memory
 
 from ..stream.layers import layer_names
 from .driver import PruneConfig, PruneReport, prune_layer
@@ -100,9 +100,9 @@ def prune_streamed(src, hf_dir: Path, samples, cfg: PruneConfig, *, out_dir: Pat
     if isinstance(samples, (list, tuple)):
         samples = torch.cat(list(samples), 0)
     cfg.check()
-    # a layer loop of 4-32 MiB temporaries (one sequence's activations) fragments glibc's heap: as the
-    # streamed quantize pass does (compress/stream/pipeline.py), fix the mmap threshold and trim per layer
-    limit_heap_fragmentation()
+    # as the streamed quantize pass does (compress/stream/pipeline.py): temporaries from the heap, trimmed per
+    # layer, so neither fresh pages for every temporary nor a resident size that climbs by layer
+    heap_for_layer_loops()
     mcfg = src.config
     dtype = dtype or prune_dtype(mcfg)
     hf_cfg = hf_config(hf_dir)
