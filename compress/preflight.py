@@ -86,9 +86,9 @@ def quantize_peak_bytes(cfg: ModelConfig, src_bytes: int, *, untie: bool, scorin
     Held at once: the calibration activations entering and leaving the current layer (compute dtype, twice), one
     decoder layer in the source dtype plus its runtime copy (compute dtype) and int8 copy (+ oneDNN's
     prepacked one), float32 temporaries of the widest linear group's search (about seven copies of its
-    weights, the heap's retained ones included), one batch's forward temporaries and, with GPTQ, one layer's Hessians. The head phase
-    (embedding and lm_head rotated in float32) and the final write (one anti_weight/ shard of at most
-    2 GiB) are bounded separately. `scoring` (layer units scored end to end) adds one stream of
+    weights, the heap's retained ones included), one batch's forward temporaries and, with GPTQ, one
+    layer's Hessians. The head phase (embedding and lm_head rotated in float32) and the final write (one
+    anti_weight/ shard of at most 2 GiB) are bounded separately. `scoring` (layer units scored end to end) adds one stream of
     `sens_tokens` activations per layer.
     """
     from runtime.hf_export import SHARD_BYTES
